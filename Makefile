@@ -1,0 +1,45 @@
+# gqn_jax: `make demo` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Headless MuJoCo rendering on CPU machines uses OSMesa.
+APT_PACKAGES := libosmesa6 libgl1 libegl1
+PYTEST_FLAGS ?=
+
+.PHONY: setup system-packages test test-fast demo bench summary clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg requirements.lock pyproject.toml
+	@$(MAKE) --no-print-directory system-packages
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[test,baseline]'
+	touch $(STAMP)
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing system packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "NOTE: install these system packages (Debian/Ubuntu names) for headless rendering: $$missing"; \
+	  echo "      e.g. sudo apt-get install $$missing"; \
+	fi
+
+test: setup
+	$(PY) -m pytest $(PYTEST_FLAGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_FLAGS)
+
+summary: setup
+	$(PY) -m gqn_jax.summary --config=gqn_jax/configs/paper.py
+
+bench: setup
+	$(PY) experiments/benchmark.py --output=experiments/results/benchmark.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

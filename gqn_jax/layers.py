@@ -1,0 +1,148 @@
+"""Array-level building blocks of the generator: convolutions, patch (de)convolutions, ConvLSTM.
+
+Everything here is a pure function of arrays, so the generator can hold its own parameters and
+run its L steps under ``jax.lax.scan``.
+
+Why three convolution backends: on the CPU runtime, XLA lowers a convolution's *gradients* inside
+a while loop (the scan) far more slowly than the same gradients outside one (jax-ml/jax#12868):
+the weight gradient ran ~20x and the input gradient ~3.6x slower in our measurements, while the
+forward convolution ran at full speed. ``explicit_vjp`` keeps the fast forward convolution and
+writes its backward pass as two operations XLA handles well in a loop body: the input gradient as
+another forward convolution (flipped, transposed kernel), the weight gradient as one matmul over
+image patches. ``experiments/benchmark.py`` measures all three.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _xla_conv(x, kernel):
+  return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
+
+
+def image_patches(x, kernel_size: int):
+  """[N, H, W, C] -> [N, H, W, k*k*C]: each pixel's k x k neighbourhood ('same' zero padding).
+
+  The last axis is ordered (dy, dx, c), matching a flattened HWIO kernel's input axes.
+  """
+  pad = kernel_size // 2
+  height, width = x.shape[1], x.shape[2]
+  padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  shifted = [padded[:, dy:dy + height, dx:dx + width, :]
+             for dy in range(kernel_size) for dx in range(kernel_size)]
+  return jnp.concatenate(shifted, axis=-1)
+
+
+def _im2col_conv(x, kernel):
+  k, _, c_in, c_out = kernel.shape
+  return image_patches(x, k) @ kernel.reshape(k * k * c_in, c_out)
+
+
+@jax.custom_vjp
+def _explicit_vjp_conv(x, kernel):
+  return _xla_conv(x, kernel)
+
+
+def _explicit_vjp_conv_fwd(x, kernel):
+  return _xla_conv(x, kernel), (x, kernel)
+
+
+def _explicit_vjp_conv_bwd(residuals, grad_out):
+  x, kernel = residuals
+  k, _, c_in, c_out = kernel.shape
+  # The input gradient of a stride-1 'same' convolution is a 'same' convolution of the output
+  # gradient with the spatially flipped kernel, input and output channels swapped.
+  flipped = jnp.flip(kernel, axis=(0, 1)).swapaxes(2, 3)
+  grad_x = _xla_conv(grad_out, flipped)
+  # The weight gradient is patches^T @ grad_out, summed over batch and pixels.
+  patches = image_patches(x, k).reshape(-1, k * k * c_in)
+  grad_kernel = patches.T @ grad_out.reshape(-1, c_out)
+  return grad_x, grad_kernel.reshape(kernel.shape)
+
+
+_explicit_vjp_conv.defvjp(_explicit_vjp_conv_fwd, _explicit_vjp_conv_bwd)
+
+_BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv, "im2col": _im2col_conv}
+
+
+def conv2d(x, kernel, backend: str = "explicit_vjp"):
+  """Stride-1 'same' convolution, x [N, H, W, C], kernel [k, k, C, O] -> [N, H, W, O]."""
+  try:
+    conv = _BACKENDS[backend]
+  except KeyError:
+    raise ValueError(f"unknown conv backend {backend!r}; known: {sorted(_BACKENDS)}") from None
+  return conv(x, kernel.astype(x.dtype))
+
+
+def conv2d_stacked(x, kernels):
+  """One input through L kernels at once: x [B, G, G, C], kernels [L, k, k, C, O] -> [L, B, G, G, O].
+
+  A single convolution with L*O output channels, run outside the scan.
+  """
+  steps, k, _, c_in, c_out = kernels.shape
+  merged = jnp.moveaxis(kernels, 0, -2).reshape(k, k, c_in, steps * c_out)
+  out = _xla_conv(x, merged.astype(x.dtype))  # [B, G, G, L*O]
+  out = out.reshape(*out.shape[:3], steps, c_out)
+  return jnp.moveaxis(out, 3, 0)
+
+
+def tap_mask(grid_size: int, kernel_size: int):
+  """[G, G, k, k] mask: 1 where tap (dy, dx) of a 'same' convolution at (i, j) is inside the grid."""
+  pad = kernel_size // 2
+  rows = jnp.arange(grid_size)[:, None] + jnp.arange(kernel_size)[None, :] - pad  # [G, k]
+  inside = (rows >= 0) & (rows < grid_size)
+  return (inside[:, None, :, None] & inside[None, :, None, :]).astype(jnp.float32)
+
+
+def conv2d_of_constant(values, kernels, grid_size: int):
+  """'Same' convolution of spatially constant maps, for L kernels at once.
+
+  values [B, C] stands for the map broadcast to [B, G, G, C]; kernels [L, k, k, C, O].
+  Returns [L, B, G, G, O], equal to ``conv2d_stacked(broadcast(values), kernels)``.
+
+  A constant map's convolution only differs across the grid where zero padding cuts taps off, so
+  it costs k*k small matmuls instead of a G*G-pixel convolution: this is what makes the pose and
+  a 1x1 r, which feed every generator step, cheap.
+  """
+  k = kernels.shape[1]
+  per_tap = jnp.einsum("bc,lyxco->lbyxo", values, kernels.astype(values.dtype))
+  mask = tap_mask(grid_size, k).astype(values.dtype)
+  return jnp.einsum("ijyx,lbyxo->lbijo", mask, per_tap)
+
+
+def space_to_depth_conv(x, kernel, bias):
+  """Conv with a 4x4 (or s x s) kernel and equal stride: x [B, s*G, s*G, C] -> [B, G, G, O]."""
+  s, _, c_in, _ = kernel.shape
+  b, h, w, _ = x.shape
+  blocks = x.reshape(b, h // s, s, w // s, s, c_in)
+  return jnp.einsum("bipjqc,pqco->bijo", blocks, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+
+
+def depth_to_space_conv(x, kernel, bias):
+  """Transposed conv with an s x s kernel and stride s: x [B, G, G, C] -> [B, s*G, s*G, O].
+
+  Output pixel (s*i + p, s*j + q) is x[i, j] @ kernel[p, q] + bias (PyTorch's ConvTranspose2d
+  with kernel_size = stride = s, weight[c, o, p, q] = kernel[p, q, c, o]).
+  """
+  s, _, _, c_out = kernel.shape
+  b, g, _, _ = x.shape
+  out = jnp.einsum("bijc,pqco->bipjqo", x, kernel.astype(x.dtype))
+  return out.reshape(b, g * s, g * s, c_out) + bias.astype(x.dtype)
+
+
+def lstm_update(gates, cell):
+  """ConvLSTM state update from pre-activation gates [..., 4H] (input, forget, output, candidate)."""
+  input_gate, forget_gate, output_gate, candidate = jnp.split(gates, 4, axis=-1)
+  cell = jax.nn.sigmoid(forget_gate) * cell + jax.nn.sigmoid(input_gate) * jnp.tanh(candidate)
+  hidden = jax.nn.sigmoid(output_gate) * jnp.tanh(cell)
+  return hidden, cell
+
+
+def gaussian_params(head_out):
+  """Splits a head's output [..., 2Z] into mean and log-scale [..., Z] each."""
+  mean, log_scale = jnp.split(head_out, 2, axis=-1)
+  return mean, log_scale
+

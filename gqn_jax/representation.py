@@ -1,0 +1,81 @@
+"""Representation networks psi(x_k, v_k) and the scene representation r = sum_k psi(x_k, v_k).
+
+Three architectures from the paper (GQN_SPEC.md): ``pyramid`` (r is 1x1), ``tower`` (r is on the
+image/4 grid) and ``pool`` (tower, averaged to 1x1). Channel counts scale with ``r_channels``
+(256 in the paper) so that tiny test models keep the same shape of network.
+"""
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+
+def _broadcast_pose(pose, height, width):
+  """[N, 7] -> [N, height, width, 7]."""
+  return jnp.broadcast_to(pose[:, None, None, :], (pose.shape[0], height, width, pose.shape[-1]))
+
+
+class Pyramid(nn.Module):
+  """Pose broadcast onto the image, four strided convs down to a 1x1 r."""
+  r_channels: int = 256
+
+  @nn.compact
+  def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, 1, 1, R]
+    x = jnp.concatenate([image, _broadcast_pose(pose, *image.shape[1:3])], axis=-1)
+    for fraction in (8, 4, 2):
+      x = nn.relu(nn.Conv(self.r_channels // fraction, (2, 2), strides=2, padding="VALID")(x))
+    # The last conv covers whatever is left (8x8 for 64 px images), giving 1x1.
+    remaining = x.shape[1:3]
+    return nn.relu(nn.Conv(self.r_channels, remaining, strides=remaining, padding="VALID")(x))
+
+
+class Tower(nn.Module):
+  """Two residual blocks down to the image/4 grid, the pose joined in between."""
+  r_channels: int = 256
+
+  @nn.compact
+  def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, H/4, W/4, R]
+    wide, narrow = self.r_channels, self.r_channels // 2
+    skip_in = nn.relu(nn.Conv(wide, (2, 2), strides=2, padding="VALID")(image))    # [N, H/2, W/2, R]
+    skip_out = nn.relu(nn.Conv(wide, (2, 2), strides=2, padding="VALID")(skip_in))  # [N, H/4, W/4, R]
+    x = nn.relu(nn.Conv(narrow, (3, 3), padding="SAME")(skip_in))
+    x = nn.relu(nn.Conv(wide, (2, 2), strides=2, padding="VALID")(x)) + skip_out
+
+    skip_in = jnp.concatenate([x, _broadcast_pose(pose, *x.shape[1:3])], axis=-1)  # [.., R + 7]
+    skip_out = nn.relu(nn.Conv(wide, (3, 3), padding="SAME")(skip_in))
+    x = nn.relu(nn.Conv(narrow, (3, 3), padding="SAME")(skip_in))
+    x = nn.relu(nn.Conv(wide, (3, 3), padding="SAME")(x)) + skip_out
+    return nn.relu(nn.Conv(wide, (1, 1))(x))
+
+
+class Pool(nn.Module):
+  """The tower, averaged over its grid to a 1x1 r."""
+  r_channels: int = 256
+
+  @nn.compact
+  def __call__(self, image, pose):  # -> [N, 1, 1, R]
+    return jnp.mean(Tower(self.r_channels)(image, pose), axis=(1, 2), keepdims=True)
+
+
+ENCODERS = {"pyramid": Pyramid, "tower": Tower, "pool": Pool}
+
+
+class Representation(nn.Module):
+  """r = sum over the context views of psi(x_k, v_k); views where ``mask`` is False count 0.
+
+  The sum makes r independent of the order of the views and lets one compiled function serve
+  any number of them (pad to a fixed M and mask).
+  """
+  architecture: str = "tower"
+  r_channels: int = 256
+
+  @nn.compact
+  def __call__(self, images, poses, mask=None):
+    """images [B, M, H, W, 3], poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]."""
+    batch, views = images.shape[:2]
+    encoder = ENCODERS[self.architecture](self.r_channels, name=self.architecture)
+    encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
+                      poses.reshape(batch * views, poses.shape[-1]))
+    encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]
+    if mask is not None:
+      encoded = jnp.where(mask[:, :, None, None, None], encoded, 0.0)
+    return jnp.sum(encoded, axis=1)
