@@ -1,0 +1,1 @@
+"""Reading scenes in the released format (shards -> checked scenes) and decoding frames."""

@@ -1,0 +1,238 @@
+"""Batches of GQN scenes for training and evaluation: grain over the TFDS ``gqn`` dataset.
+
+Reads the array_record files that ``tfds build data/gqn`` writes (no TensorFlow in the process),
+splits them between JAX processes, shuffles, batches and decodes::
+
+  dataset = input_pipeline.create_dataset(
+      "rooms_ring_camera", "train", data_dir="data/tfds", global_batch_size=36, image_size=64)
+  iterator = iter(dataset)
+  batch = next(iterator)            # this process's slice of the global batch
+  state = iterator.get_state()      # a JSON-serializable dict; save it with the checkpoint
+  ...
+  iterator = iter(dataset)          # the same create_dataset arguments, after a restart
+  iterator.set_state(state)         # continues with the batch that would have come next
+
+(with orbax: ``grain.checkpoint.CheckpointSave(iterator)`` / ``CheckpointRestore(iterator)``).
+
+Every batch is a dict of NumPy arrays with static shapes, so one compiled step serves every
+number of context views:
+
+* ``context_images`` float32 [B, K, H, W, 3] in [0, 1];
+* ``context_poses`` float32 [B, K, 7];
+* ``context_mask`` bool [B, K]: True for the M real views, which come first; the other K - M
+  views and poses are zeros;
+* ``query_image`` float32 [B, H, W, 3]; ``query_pose`` float32 [B, 7].
+
+B is the per-process batch, global_batch_size / jax.process_count(). Per batch, M ~ U{1..K}
+(the same M on every process) unless ``num_context_views`` fixes it; per scene, M + 1 distinct
+frames are drawn, the last one the query, as in DeepMind's reader. Poses come from
+``poses.camera_to_pose``. All draws are functions of (seed, step, process index) only, so a
+resumed iterator yields exactly the batches of an uninterrupted run.
+"""
+
+import dataclasses
+from typing import Any
+
+import grain
+import numpy as np
+
+from gqn_jax import poses
+from gqn_jax import released_format
+from gqn_jax.data import frames as frames_lib
+from gqn_jax.released_format import RecordError
+
+TFDS_NAME = "gqn"
+GENERATED_PREFIX = "generated_"
+
+
+def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_size: int,
+                   image_size: int, max_context_views: int | None = None,
+                   num_context_views: int | None = None, pose_order: poses.PoseOrder = "sin_cos",
+                   seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
+                   worker_count: int = 0, read_threads: int = 4, prefetch_batches: int = 8,
+                   process_index: int | None = None,
+                   process_count: int | None = None) -> grain.IterDataset:
+  """A grain dataset of batches (see the module docstring).
+
+  Args:
+    name_or_builder: a prepared ``gqn`` config (``"rooms_ring_camera"``,
+      ``"generated_shepard_metzler_5_parts"``, ``"gqn/mazes:1.0.0"``) or a TFDS builder.
+    split: ``"train"``, ``"test"`` or a TFDS split expression (``"train[:10%]"``).
+    data_dir: where ``tfds build`` wrote it (``--data_dir``); None for the TFDS default.
+    global_batch_size: scenes per step over all processes.
+    image_size: pixels per side of the returned images.
+    max_context_views: K; default the released dataset's (released_format.DATASETS).
+    num_context_views: a fixed M in 1..K for every batch (evaluation); None draws M ~ U{1..K}.
+    pose_order: order of the sin/cos pairs, see poses.camera_to_pose.
+    seed: seeds the shuffle and all draws.
+    shuffle: shuffle scenes (each epoch differently); False keeps the stored order.
+    num_epochs: passes over the split; None repeats forever.
+    worker_count: decoding processes (grain mp_prefetch); 0 decodes in this process.
+    read_threads: threads reading and decoding batches in each process.
+    prefetch_batches: batches decoded ahead.
+    process_index, process_count: this process's share; default jax.process_index() and
+      jax.process_count(). Process i reads scenes [i * n // P, (i + 1) * n // P) of the split.
+  """
+  builder = _builder(name_or_builder, data_dir)
+  layout = _layout(builder, max_context_views)
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    process_index, process_count = jax.process_index(), jax.process_count()
+  if global_batch_size % process_count:
+    raise ValueError(f"global_batch_size={global_batch_size} is not divisible by the "
+                     f"{process_count} processes")
+  batch_size = global_batch_size // process_count
+  if num_context_views is not None and not 1 <= num_context_views <= layout.max_context_views:
+    raise ValueError(f"num_context_views={num_context_views} must be in "
+                     f"1..{layout.max_context_views} (max_context_views)")
+  if pose_order not in poses.POSE_ORDERS:
+    raise ValueError(f"pose_order must be one of {poses.POSE_ORDERS}, got {pose_order!r}")
+  if image_size < 1:
+    raise ValueError(f"image_size must be positive, got {image_size}")
+
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  source = builder.as_data_source(
+      split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  records = len(source)
+  start, stop = process_index * records // process_count, (process_index + 1) * records // process_count
+  if stop - start < batch_size:
+    raise ValueError(f"{layout.where} {split}: process {process_index} of {process_count} gets "
+                     f"{stop - start} scenes, fewer than its batch of {batch_size}")
+  dataset = grain.MapDataset.source(source).map_with_index(_tag)[start:stop]
+  if shuffle:
+    dataset = dataset.shuffle(seed=seed)
+  dataset = dataset.repeat(num_epochs).batch(batch_size, drop_remainder=True, batch_fn=list)
+  dataset = dataset.map_with_index(SceneBatcher(
+      layout=dataclasses.replace(layout, where=f"{layout.where} {split}"), image_size=image_size,
+      num_context_views=num_context_views, pose_order=pose_order, seed=seed,
+      process_index=process_index))
+  dataset = dataset.to_iter_dataset(grain.ReadOptions(
+      num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
+  if worker_count:
+    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """What the stored scenes look like and how many context views a batch holds."""
+  frames_per_scene: int   # S
+  frame_size: int         # stored pixels per side.
+  max_context_views: int  # K
+  where: str              # names the dataset in errors, e.g. 'gqn/rooms_ring_camera/1.0.0'.
+
+
+def _tag(index: int, record: bytes):
+  """Pairs each record with its index in the split (tagged before slicing), for errors."""
+  return index, record
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneBatcher:
+  """Batch number and [(record index, serialized scene)] -> a batch of the contract."""
+  layout: Layout
+  image_size: int
+  num_context_views: int | None
+  pose_order: str
+  seed: int
+  process_index: int
+
+  def __call__(self, step: int, records) -> dict[str, np.ndarray]:
+    layout, size = self.layout, self.image_size
+    views = layout.max_context_views
+    # M depends on (seed, step) only, so every process uses the same M for one global batch.
+    count = self.num_context_views or int(
+        np.random.default_rng([self.seed, step]).integers(1, views + 1))
+    rng = np.random.default_rng([self.seed, step, self.process_index])
+    batch = len(records)
+    context_images = np.zeros((batch, views, size, size, 3), np.uint8)
+    context_cameras = np.zeros((batch, views, 5), np.float32)
+    query_images = np.empty((batch, size, size, 3), np.uint8)
+    query_cameras = np.empty((batch, 5), np.float32)
+    for row, (index, serialized) in enumerate(records):
+      where = f"{layout.where}, record {index}"
+      jpegs, cameras, scene = parse_scene(serialized, layout.frames_per_scene, where)
+      where = f"{where} (scene {scene})"
+      chosen = rng.choice(layout.frames_per_scene, count + 1, replace=False)
+      for slot, frame in enumerate(chosen[:-1]):
+        context_images[row, slot] = frames_lib.decode_frame(
+            jpegs[frame], size, f"{where}, frame {frame}")
+      query_images[row] = frames_lib.decode_frame(
+          jpegs[chosen[-1]], size, f"{where}, frame {chosen[-1]}")
+      context_cameras[row, :count] = cameras[chosen[:-1]]
+      query_cameras[row] = cameras[chosen[-1]]
+    mask = np.zeros((batch, views), bool)
+    mask[:, :count] = True
+    context_poses = poses.camera_to_pose(context_cameras, self.pose_order) * mask[..., None]
+    return {
+        "context_images": context_images.astype(np.float32) / 255.0,
+        "context_poses": context_poses.astype(np.float32),
+        "context_mask": mask,
+        "query_image": query_images.astype(np.float32) / 255.0,
+        "query_pose": poses.camera_to_pose(query_cameras, self.pose_order).astype(np.float32),
+    }
+
+
+def parse_scene(serialized: bytes, frames_per_scene: int, where: str):
+  """A stored TFDS example -> (S JPEG byte strings, cameras float32 [S, 5], scene name)."""
+  from google.protobuf import message  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
+  try:
+    features = tf_example_pb2.Example.FromString(serialized).features.feature
+  except message.DecodeError as error:
+    raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+  jpegs = features["frames"].bytes_list.value
+  cameras = np.asarray(features["cameras"].float_list.value, np.float32)
+  scene = b"".join(features["scene"].bytes_list.value).decode("utf-8", "replace")
+  if len(jpegs) != frames_per_scene:
+    raise RecordError(f"{where}: {len(jpegs)} frames, expected {frames_per_scene}")
+  if cameras.size != frames_per_scene * 5:
+    raise RecordError(f"{where}: {cameras.size} camera values, expected {frames_per_scene} x 5")
+  cameras = cameras.reshape(frames_per_scene, 5)
+  if not np.all(np.isfinite(cameras)):
+    raise RecordError(f"{where}: non-finite camera values")
+  return jpegs, cameras, scene
+
+
+def _builder(name_or_builder, data_dir):
+  if not isinstance(name_or_builder, str):
+    return name_or_builder
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name = name_or_builder if "/" in name_or_builder else f"{TFDS_NAME}/{name_or_builder}"
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except Exception as error:  # TFDS raises several types for "not prepared here".
+    raise FileNotFoundError(
+        f"no prepared TFDS dataset {name} under data_dir={data_dir} ({error}). Build it with\n"
+        f"  tfds build data/gqn --config={name.split('/')[1].split(':')[0]} "
+        f"--data_dir={data_dir or '<data_dir>'} --file_format=array_record") from None
+
+
+def _layout(builder, max_context_views: int | None) -> Layout:
+  """Frames per scene and frame size from the prepared dataset's features; K from the table."""
+  info = builder.info
+  shape = info.features["frames"].shape  # (S, H, W, 3)
+  where = f"{info.name}/{info.config_name}/{info.version}"
+  config = info.config_name.removeprefix(GENERATED_PREFIX)
+  if max_context_views is None:
+    if config not in released_format.DATASETS:
+      raise ValueError(f"{where}: unknown dataset, pass max_context_views")
+    max_context_views = released_format.DATASETS[config].max_context_views
+  if not 1 <= max_context_views < shape[0]:
+    raise ValueError(
+        f"max_context_views={max_context_views} must be in 1..{shape[0] - 1}: {where} has "
+        f"{shape[0]} frames per scene and the query must be a frame distinct from the context")
+  return Layout(int(shape[0]), int(shape[1]), int(max_context_views), where)
+
+
+def batch_spec(batch_size: int, max_context_views: int, image_size: int) -> dict[str, Any]:
+  """Shapes and dtypes of one batch, e.g. to initialize a model before data arrives."""
+  size, views = image_size, max_context_views
+  return {
+      "context_images": ((batch_size, views, size, size, 3), np.float32),
+      "context_poses": ((batch_size, views, poses.POSE_DIM), np.float32),
+      "context_mask": ((batch_size, views), np.bool_),
+      "query_image": ((batch_size, size, size, 3), np.float32),
+      "query_pose": ((batch_size, poses.POSE_DIM), np.float32),
+  }
+
