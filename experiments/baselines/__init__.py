@@ -1,0 +1,1 @@
+"""Reimplementations of GQN in other frameworks, kept for comparison with gqn_jax."""

@@ -1,0 +1,38 @@
+"""The negative ELBO's two terms, per scene, for the PyTorch baseline."""
+
+import math
+from typing import NamedTuple
+
+import torch
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class ElboTerms(NamedTuple):
+  """Per-scene outputs of a training pass (the same fields as gqn_jax.objective.ElboTerms)."""
+  nll: torch.Tensor          # [B] -log N(x_q | mean, sigma^2) summed over pixels, nats.
+  kl: torch.Tensor           # [B] sum over the L steps of KL(q_l || pi_l), nats.
+  kl_per_step: torch.Tensor  # [B, L]
+  mean: torch.Tensor         # [B, 3, H, W] observation mean.
+
+  @property
+  def loss(self) -> torch.Tensor:  # [B] negative ELBO
+    return self.nll + self.kl
+
+
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, sigma) -> torch.Tensor:
+  """-log N(target | mean, sigma^2) summed over all but the batch axis: [B, ...] -> [B].
+
+  sigma: a float or a 0-d tensor (the trainer passes a tensor, so that a compiled loss is not
+  specialised, and recompiled, for every value of the annealed sigma).
+  """
+  sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
+  per_value = HALF_LOG_TWO_PI + torch.log(sigma) + (target - mean) ** 2 / (2.0 * sigma ** 2)
+  return per_value.flatten(1).sum(1)
+
+
+def gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p) -> torch.Tensor:
+  """KL(N(mean_q, s_q^2) || N(mean_p, s_p^2)) elementwise, in the textbook closed form."""
+  var_q = torch.exp(2.0 * log_scale_q)
+  var_p = torch.exp(2.0 * log_scale_p)
+  return log_scale_p - log_scale_q + (var_q + (mean_q - mean_p) ** 2) / (2.0 * var_p) - 0.5
