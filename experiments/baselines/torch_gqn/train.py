@@ -36,16 +36,19 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig = OptimConfig()):
 
 
 def make_train_step(model: GQN, optim: OptimConfig = OptimConfig(), compile: bool = False,
+                    compile_backend: str = "inductor",
                     optimizer: torch.optim.Optimizer | None = None
                     ) -> Callable[[Batch, int], dict[str, torch.Tensor]]:
   """Returns ``train_step(batch, step) -> metrics`` (0-d tensors, detached).
 
+  compile: run the loss under ``torch.compile(backend=compile_backend)``; the tests use the
+    quick 'aot_eager' backend, the benchmark the default 'inductor' (C++ codegen on CPU).
   The optimizer (made here unless given) is reachable as ``train_step.optimizer``.
   """
   optimizer = make_optimizer(model, optim) if optimizer is None else optimizer
   loss_fn = loss_and_terms
   if compile:
-    loss_fn = torch.compile(loss_and_terms)
+    loss_fn = torch.compile(loss_and_terms, backend=compile_backend)
   device = next(model.parameters()).device
 
   def train_step(batch: Batch, step: int) -> dict[str, torch.Tensor]:

@@ -1,0 +1,226 @@
+"""Laws of the PyTorch baseline on its own: schedules, weight conversion, objective, masking,
+the train step, and torch.compile. (Agreement with gqn_jax is tests/test_torch_parity.py.)"""
+
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for `experiments`
+
+from experiments.baselines.torch_gqn import GQN, flax_to_torch, torch_to_flax  # noqa: E402
+from experiments.baselines.torch_gqn import make_train_step, objective, schedules  # noqa: E402
+from gqn_jax.config import model_config  # noqa: E402
+from gqn_jax.model import GQN as JaxGQN  # noqa: E402
+
+OPTIONS = [(rep, shared) for rep in ("pyramid", "tower", "pool") for shared in (False, True)]
+IDS = [f"{rep}-{'shared' if shared else 'unshared'}" for rep, shared in OPTIONS]
+BATCH, VIEWS = 2, 3
+
+
+def tiny_config(representation="tower", share_cores=False, steps=3):
+  return model_config(dict(image_size=16, representation=representation, r_channels=16,
+                           steps=steps, hidden_channels=8, canvas_channels=6, latent_channels=2,
+                           share_cores=share_cores))
+
+
+def make_batch(config, seed=0, with_noise=True):
+  g = torch.Generator().manual_seed(seed)
+  size, grid = config.image_size, config.grid_size
+  batch = dict(
+      context_images=torch.rand(BATCH, VIEWS, 3, size, size, generator=g),
+      context_poses=torch.randn(BATCH, VIEWS, 7, generator=g),
+      context_mask=torch.tensor([[True, True, False], [True, True, True]]),
+      query_image=torch.rand(BATCH, 3, size, size, generator=g),
+      query_pose=torch.randn(BATCH, 7, generator=g))
+  if with_noise:
+    batch["noise"] = torch.randn(BATCH, config.steps, config.latent_channels, grid, grid,
+                                 generator=g)
+  return batch
+
+
+# ---------------------------------------------------------------------------------- schedules
+
+STEPS = [0, 100_000, 200_000, 800_000, 1_600_000, 2_000_000]
+
+
+@pytest.mark.parametrize("step, expected", list(zip(STEPS, [
+    5e-4, 4.71875e-4, 4.4375e-4, 2.75e-4, 5e-5, 5e-5])))
+def test_learning_rate_follows_paper(step, expected):
+  """mu_s = max(mu_f + (mu_i - mu_f)(1 - s/1.6e6), mu_f), 5e-4 -> 5e-5 (values by hand)."""
+  assert schedules.learning_rate(step) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("step, expected", list(zip(STEPS, [2.0, 1.35, 0.7, 0.7, 0.7, 0.7])))
+def test_pixel_sigma_follows_paper(step, expected):
+  """sigma_s = max(sigma_f + (sigma_i - sigma_f)(1 - s/2e5), sigma_f), 2.0 -> 0.7."""
+  assert schedules.pixel_sigma(step) == pytest.approx(expected, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ conversion
+
+@pytest.mark.parametrize("option", OPTIONS, ids=IDS)
+def test_torch_flax_torch_round_trip_is_exact(option):
+  config = tiny_config(*option)
+  torch.manual_seed(0)
+  original = GQN(config).state_dict()
+  restored = flax_to_torch(torch_to_flax(original, config), GQN(config))
+  assert restored.keys() == original.keys()
+  for name in original:
+    assert torch.equal(restored[name], original[name]), name
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=IDS)
+def test_flax_torch_flax_round_trip_is_exact(option):
+  """Starting from gqn_jax's own parameter tree: every leaf maps to PyTorch and back, bit for
+  bit, and the tree torch_to_flax builds has exactly gqn_jax's structure and shapes."""
+  config = tiny_config(*option)
+  size = config.image_size
+  shapes = jax.eval_shape(
+      lambda: JaxGQN(config).init({"params": jax.random.key(0), "sample": jax.random.key(1)},
+                                  jnp.zeros((1, 1, size, size, 3)), jnp.zeros((1, 1, 7)),
+                                  jnp.zeros((1, 7)), jnp.zeros((1, size, size, 3)), 1.0))
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)["params"]
+  back = torch_to_flax(flax_to_torch(params, GQN(config)), config)
+  assert jax.tree.structure(back) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_torch_to_flax_rejects_foreign_entries():
+  config = tiny_config()
+  state = dict(GQN(config).state_dict(), extra=torch.zeros(1))
+  with pytest.raises(ValueError, match="extra"):
+    torch_to_flax(state, config)
+
+
+# ------------------------------------------------------------------------------- objective
+
+def test_kl_matches_torch_distributions():
+  g = torch.Generator().manual_seed(0)
+  mean_q, log_q, mean_p, log_p = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
+  expected = torch.distributions.kl_divergence(
+      torch.distributions.Normal(mean_q, log_q.exp()), torch.distributions.Normal(mean_p, log_p.exp()))
+  torch.testing.assert_close(objective.gaussian_kl(mean_q, log_q, mean_p, log_p), expected)
+
+
+def test_nll_matches_torch_distributions():
+  g = torch.Generator().manual_seed(0)
+  target, mean = torch.rand(2, 2, 3, 4, 4, generator=g, dtype=torch.float64)
+  expected = -torch.distributions.Normal(mean, 0.7).log_prob(target).flatten(1).sum(1)
+  torch.testing.assert_close(objective.gaussian_nll(target, mean, 0.7), expected)
+
+
+# ------------------------------------------------------------------------------ the model
+
+@pytest.mark.parametrize("representation", ["pyramid", "tower", "pool"])
+def test_r_is_a_masked_sum_over_views(representation):
+  """r ignores masked views (even non-finite ones) and does not depend on the views' order."""
+  model = GQN(tiny_config(representation))
+  batch = make_batch(model.config)
+  images, poses = batch["context_images"], batch["context_poses"]
+  mask = torch.tensor([[True, False, True], [True, True, True]])
+  with torch.no_grad():
+    r = model.represent(images, poses, mask)
+    junk = images.clone()
+    junk[0, 1] = float("nan")
+    order = torch.tensor([2, 0, 1])
+    assert torch.equal(model.represent(junk, poses, mask), r)
+    torch.testing.assert_close(
+        model.represent(images[:, order], poses[:, order], mask[:, order]), r)
+    single = model.represent(images[:, :1], poses[:, :1])
+    torch.testing.assert_close(model.represent(images, poses, torch.tensor(
+        [[True, False, False], [True, False, False]])), single)
+
+
+def test_generation_does_not_use_the_inference_network():
+  model = GQN(tiny_config())
+  batch = make_batch(model.config)
+  args = (batch["context_images"], batch["context_poses"], batch["query_pose"],
+          batch["context_mask"], batch["noise"])
+  with torch.no_grad():
+    before = model.generate(*args)
+    for module in (model.generator.inference_cores, model.generator.posteriors,
+                   model.generator.image_downsample, model.generator.canvas_downsample):
+      for p in module.parameters():
+        p.add_(1.0)
+    assert torch.equal(model.generate(*args), before)
+
+
+def test_shared_cores_hold_one_copy_of_the_per_step_layers():
+  """Unshared minus shared parameter count = (L - 1) x one step's cores, heads and upsample."""
+  count = lambda m: sum(p.numel() for p in m.parameters())
+  shared, unshared = GQN(tiny_config(share_cores=True)), GQN(tiny_config(share_cores=False))
+  g = shared.generator
+  per_step = sum(count(m[0]) for m in (g.inference_cores, g.generation_cores, g.priors,
+                                       g.posteriors, g.canvas_upsamples))
+  assert count(unshared) - count(shared) == (shared.config.steps - 1) * per_step
+
+
+# ------------------------------------------------------------------------------ train step
+
+def test_first_adam_step_moves_each_weight_by_the_scheduled_rate():
+  """Adam's first update is lr * g / (|g| + eps): each weight with |g| >> eps moves by lr(s).
+  At s = 8e5 that is 2.75e-4; the step also reports sigma(s)."""
+  step = 800_000
+  torch.manual_seed(0)
+  model = GQN(tiny_config())
+  before = [p.detach().clone() for p in model.parameters()]
+  train_step = make_train_step(model)
+  metrics = train_step(make_batch(model.config), step)
+  assert float(metrics["sigma"]) == pytest.approx(schedules.pixel_sigma(step))
+  assert float(metrics["learning_rate"]) == pytest.approx(2.75e-4)
+  moved, checked = [], 0
+  for p, old in zip(model.parameters(), before):
+    grad = train_step.optimizer.state[p]["exp_avg"] / 0.1  # first step: m = (1 - b1) g
+    large = grad.abs() > 1e-4
+    moved.append(((p.detach() - old).abs()[large] / 2.75e-4))
+    checked += int(large.sum())
+  moved = torch.cat(moved)
+  assert checked > 1000
+  torch.testing.assert_close(moved, torch.ones_like(moved), rtol=0, atol=1e-3)
+
+
+def test_train_step_lowers_the_loss_on_a_fixed_batch():
+  torch.manual_seed(0)
+  model = GQN(tiny_config())
+  train_step = make_train_step(model)
+  batch = make_batch(model.config)
+  losses = [float(train_step(batch, 0)["loss"]) for _ in range(10)]
+  assert losses[-1] < losses[0]
+
+
+def test_compiled_step_matches_eager_without_recompiling():
+  """torch.compile captures the whole loss as one graph (AOTAutograd backend; sigma changes
+  every step and must not trigger a recompile) and gives eager's numbers."""
+  from torch._dynamo.utils import counters
+  torch._dynamo.reset()
+  counters.clear()
+  losses = {}
+  for compiled in (False, True):
+    torch.manual_seed(0)
+    model = GQN(tiny_config())
+    train_step = make_train_step(model, compile=compiled, compile_backend="aot_eager")
+    losses[compiled] = [float(train_step(make_batch(model.config, seed), s)["loss"])
+                        for seed, s in enumerate((0, 1000, 2000))]
+  np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+  assert counters["stats"]["unique_graphs"] == 1
+
+
+@pytest.mark.slow
+def test_inductor_compiled_step_matches_eager():
+  """The benchmark's compiled path (inductor, C++ on CPU) runs and agrees with eager."""
+  torch._dynamo.reset()
+  losses = {}
+  for compiled in (False, True):
+    torch.manual_seed(0)
+    model = GQN(tiny_config(steps=2))
+    train_step = make_train_step(model, compile=compiled)
+    losses[compiled] = [float(train_step(make_batch(model.config, seed), s)["loss"])
+                        for seed, s in enumerate((0, 1000))]
+  np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
