@@ -109,6 +109,7 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
   dataset = dataset.to_iter_dataset(grain.ReadOptions(
       num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
   if worker_count:
+    _ensure_flags_parsed()
     dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return dataset
 
@@ -194,6 +195,13 @@ def parse_scene(serialized: bytes, frames_per_scene: int, where: str):
   return jpegs, cameras, scene
 
 
+def _ensure_flags_parsed():
+  """grain's worker processes read absl flags; outside an absl app, take their defaults."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
 def _builder(name_or_builder, data_dir):
   if not isinstance(name_or_builder, str):
     return name_or_builder
@@ -213,7 +221,8 @@ def _layout(builder, max_context_views: int | None) -> Layout:
   info = builder.info
   shape = info.features["frames"].shape  # (S, H, W, 3)
   where = f"{info.name}/{info.config_name}/{info.version}"
-  config = info.config_name.removeprefix(GENERATED_PREFIX)
+  # Config names are <dataset>, generated_<dataset>, or either with a '-<variant>' suffix.
+  config = info.config_name.split("-", 1)[0].removeprefix(GENERATED_PREFIX)
   if max_context_views is None:
     if config not in released_format.DATASETS:
       raise ValueError(f"{where}: unknown dataset, pass max_context_views")

@@ -27,8 +27,14 @@ Every example is one scene:
 Conversion is an Apache Beam pipeline (one shard file per work item), so it runs unchanged on
 the local DirectRunner or on Dataflow/Flink/Spark. Each record is checked (S decodable RGB JPEGs
 of the dataset's size, S x 5 finite cameras); a bad one stops the build with an error naming the
-file and record, or, built with ``--config='{"name": "<config>", "skip_bad_records": true}'``, is
-logged, counted (Beam counter ``gqn/bad_records``) and left out.
+file and record, or, built as a variant with ``skip_bad_records``, is logged, counted (Beam
+counter ``gqn/bad_records``) and left out::
+
+  .venv/bin/tfds build data/gqn \
+      --config='{"name": "rooms_ring_camera-skip_bad", "skip_bad_records": true}' ...
+
+Variants (``<config>-<variant>``, any GqnConfig field set in the JSON) are built into their own
+directory, so a build that left scenes out is never mistaken for the complete one.
 """
 
 import dataclasses
@@ -54,6 +60,9 @@ GENERATED_NAMES = (
 )
 GENERATED_FRAME_SIZE = 64  # the generator's default image_size.
 GENERATED_ROOT_ENV = "GQN_GENERATED_DIR"
+# A config built with other options needs a name of its own, '<config>-<variant>'; TFDS refuses a
+# custom config named like a predefined one, and the distinct name keeps the two builds apart.
+VARIANT_SEPARATOR = "-"
 DEFAULT_GENERATED_ROOT = Path(__file__).resolve().parents[1] / "generated"  # data/generated
 
 
@@ -65,10 +74,12 @@ class GqnConfig(tfds.core.BuilderConfig):
   generate_test_scenes: int = 100
 
   def __post_init__(self):
-    if self.source_name not in released_format.DATASETS or (
-        self.generated and self.source_name not in GENERATED_NAMES):
+    base = self.name.split(VARIANT_SEPARATOR, 1)[0]
+    source = base.removeprefix(GENERATED_PREFIX)
+    if source not in released_format.DATASETS or (base != source and source not in GENERATED_NAMES):
       known = list(released_format.DATASETS) + [GENERATED_PREFIX + n for n in GENERATED_NAMES]
-      raise ValueError(f"unknown gqn config {self.name!r}; known: {known}")
+      raise ValueError(f"unknown gqn config {self.name!r}: its name must be one of {known}, "
+                       f"optionally followed by '{VARIANT_SEPARATOR}<variant>'")
 
   @property
   def generated(self) -> bool:
@@ -77,7 +88,7 @@ class GqnConfig(tfds.core.BuilderConfig):
   @property
   def source_name(self) -> str:
     """The released dataset name, which is also the generator's name for it."""
-    return self.name[len(GENERATED_PREFIX):] if self.generated else self.name
+    return self.name.split(VARIANT_SEPARATOR, 1)[0].removeprefix(GENERATED_PREFIX)
 
   @property
   def scene_spec(self) -> scene_records.SceneSpec:
