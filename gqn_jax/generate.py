@@ -1,0 +1,156 @@
+r"""Generates GQN scenes with MuJoCo, in the released datasets' format and layout.
+
+Writes ``<root>/<name>/<train|test>/<i>-of-<n>.tfrecord`` (one ``tf.train.Example`` per scene, as
+``released_format`` defines it) and ``<shard>.factors.jsonl`` beside each shard with every
+scene's factors (shapes, colours, positions, textures, lights). Scene ``i`` of a split depends
+only on (seed, split, i); reruns skip complete shards. The camera convention is documented in
+``gqn_jax/scenes/camera.py``.
+
+Examples::
+
+  python -m gqn_jax.generate --name=rooms_ring_camera --train_scenes=2000 --test_scenes=200
+  python -m gqn_jax.generate --name=shepard_metzler_7_parts --train_scenes=100 \
+      --test_scenes=10 --runner=beam --beam_options="--direct_num_workers=2"
+  python -m gqn_jax.generate --name=rooms_ring_camera --contact_sheet=/tmp/rooms.png
+"""
+
+import pathlib
+import shlex
+
+from absl import app
+from absl import flags
+
+from gqn_jax import released_format
+from gqn_jax.scenes import get_family
+from gqn_jax.scenes import parallel
+from gqn_jax.scenes import shards
+from gqn_jax.scenes import worker
+
+RUNNERS = ("multiprocessing", "beam")
+
+_NAME = flags.DEFINE_string("name", None, "Scene family: a released dataset name, e.g. "
+                            "rooms_ring_camera or shepard_metzler_5_parts.")
+_ROOT = flags.DEFINE_string("root", "data/generated", "Output root; writes <root>/<name>/...")
+_TRAIN_SCENES = flags.DEFINE_integer("train_scenes", None, "Scenes in the train split.")
+_TEST_SCENES = flags.DEFINE_integer("test_scenes", None, "Scenes in the test split.")
+_SCENES_PER_SHARD = flags.DEFINE_integer("scenes_per_shard", 100, "Scenes per .tfrecord file.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Pixels per side of every frame.")
+_SEED = flags.DEFINE_integer("seed", 0, "Dataset seed; scene i depends on (seed, split, i).")
+_WORKERS = flags.DEFINE_integer("workers", None, "Rendering processes (default: all cores).")
+_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+_RUNNER = flags.DEFINE_enum("runner", "multiprocessing", RUNNERS,
+                            "multiprocessing on this machine, or an Apache Beam pipeline.")
+_BEAM_OPTIONS = flags.DEFINE_string(
+    "beam_options", "", "Beam pipeline options, e.g. '--runner=DataflowRunner --project=p' "
+    "(default: the DirectRunner).")
+_CONTACT_SHEET = flags.DEFINE_string(
+    "contact_sheet", None, "Instead of a dataset, write a PNG of a few scenes (one row each).")
+_CONTACT_SHEET_SCENES = flags.DEFINE_integer("contact_sheet_scenes", 4,
+                                             "Scenes (rows) on the contact sheet.")
+
+
+def check_arguments(name: str, *, train_scenes: int, test_scenes: int, scenes_per_shard: int,
+                    image_size: int, seed: int, workers) -> None:
+  """Raises ValueError naming the argument (= the flag) that cannot work."""
+  get_family(name)
+  for argument, value, least in (("train_scenes", train_scenes, 0),
+                                 ("test_scenes", test_scenes, 0),
+                                 ("scenes_per_shard", scenes_per_shard, 1),
+                                 ("image_size", image_size, 1), ("seed", seed, 0)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+      kind = "positive" if least else "non-negative"
+      raise ValueError(f"{argument} must be a {kind} integer, got {value!r}")
+  if train_scenes + test_scenes == 0:
+    raise ValueError("train_scenes and test_scenes are both 0: nothing to generate")
+  if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                              or workers < 1):
+    raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+
+
+def render_scene(name: str, split: str, index: int, image_size: int, seed: int):
+  """Renders one scene: (frames uint8 [S, H, W, 3], cameras float32 [S, 5], factors dict).
+
+  Scene ``index`` of ``split`` depends only on (seed, split, index); it is the scene that
+  ``write_dataset`` stores as record ``index`` of the split. Rendering runs in a render worker
+  process (see ``gqn_jax/scenes/worker.py``), so this is safe to call next to TensorFlow.
+  """
+  get_family(name)
+  return worker.call("render_scene", name, split, index, image_size, seed)
+
+
+def write_dataset(name: str, root, *, train_scenes: int, test_scenes: int,
+                  scenes_per_shard: int = 100, image_size: int = 64, seed: int = 0,
+                  workers: int | None = None, progress: bool = True) -> pathlib.Path:
+  """Generates (or completes) dataset ``name`` under ``root``; returns ``root/name``.
+
+  Shards already complete from an identical earlier run are kept; a shard written with other
+  settings raises ``shards.ShardConflict`` instead of being mixed in.
+  """
+  check_arguments(name, train_scenes=train_scenes, test_scenes=test_scenes,
+                  scenes_per_shard=scenes_per_shard, image_size=image_size, seed=seed,
+                  workers=workers)
+  directory = pathlib.Path(root) / name
+  todo = shards.pending(directory, name, {"train": train_scenes, "test": test_scenes},
+                        scenes_per_shard=scenes_per_shard, seed=seed, image_size=image_size)
+  tasks = [(name, shard.split, index, image_size, seed) for shard in todo
+           for index in shard.indices]
+  results = parallel.render_jpegs(tasks, workers=workers or parallel.default_workers(),
+                                  progress=progress, description=name)
+  try:
+    for shard in todo:
+      with shards.ShardWriter(shard) as writer:
+        for _ in shard.indices:
+          jpegs, cameras, factors = next(results)
+          writer.add(released_format.encode_scene(jpegs, cameras), factors)
+  finally:
+    results.close()  # stops the worker pool at once if a shard failed.
+  return directory
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _NAME.value is None:
+    raise app.UsageError("--name is required; one of: " + ", ".join(released_format.DATASETS))
+  try:
+    get_family(_NAME.value)
+  except ValueError as error:
+    raise app.UsageError(f"--name={_NAME.value}: {error}") from None
+  if _CONTACT_SHEET.value:
+    from gqn_jax.scenes import contact_sheet  # pylint: disable=g-import-not-at-top
+    for flag, value in (("image_size", _IMAGE_SIZE.value),
+                        ("contact_sheet_scenes", _CONTACT_SHEET_SCENES.value)):
+      if value < 1:
+        raise app.UsageError(f"--{flag} must be a positive integer, got {value}")
+    path = contact_sheet.write(_CONTACT_SHEET.value, _NAME.value,
+                               scenes=_CONTACT_SHEET_SCENES.value,
+                               image_size=_IMAGE_SIZE.value, seed=_SEED.value)
+    print(f"wrote {path}")
+    return
+  for flag in (_TRAIN_SCENES, _TEST_SCENES):
+    if flag.value is None:
+      raise app.UsageError(f"--{flag.name} is required (or pass --contact_sheet)")
+  arguments = dict(train_scenes=_TRAIN_SCENES.value, test_scenes=_TEST_SCENES.value,
+                   scenes_per_shard=_SCENES_PER_SHARD.value, image_size=_IMAGE_SIZE.value,
+                   seed=_SEED.value)
+  try:
+    check_arguments(_NAME.value, workers=_WORKERS.value, **arguments)
+  except ValueError as error:
+    raise app.UsageError(f"--{error}") from None  # messages start with the argument's name.
+  if _RUNNER.value == "beam":
+    from gqn_jax.scenes import beam_pipeline  # pylint: disable=g-import-not-at-top
+    directory = beam_pipeline.run(_NAME.value, _ROOT.value,
+                                  pipeline_options=shlex.split(_BEAM_OPTIONS.value), **arguments)
+  else:
+    directory = write_dataset(_NAME.value, _ROOT.value, workers=_WORKERS.value,
+                              progress=_PROGRESS.value, **arguments)
+  print(f"wrote {directory}")
+
+
+def run():
+  """Console-script entry point (``gqn-generate``)."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
