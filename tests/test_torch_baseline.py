@@ -224,3 +224,21 @@ def test_inductor_compiled_step_matches_eager():
     losses[compiled] = [float(train_step(make_batch(model.config, seed), s)["loss"])
                         for seed, s in enumerate((0, 1000))]
   np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------- benchmark
+
+def test_benchmark_record_has_the_agreed_fields():
+  """experiments/benchmark_torch.py's measurement, in-process on the tiny model."""
+  from experiments import benchmark_torch
+  config = benchmark_torch.parse_overrides(
+      ["image_size=16", "r_channels=16", "steps=2", "hidden_channels=8", "canvas_channels=6",
+       "latent_channels=2", "share_cores=true"])
+  assert config.share_cores and config.steps == 2
+  record = benchmark_torch.measure(config, batch=2, context_views=3, warmup_steps=1,
+                                   timed_steps=2, compile=False, threads=0)
+  assert {"impl", "config", "batch", "context_views", "steps_per_s", "scenes_per_s",
+          "compile_s", "peak_mem_mib"} <= record.keys()
+  assert record["impl"] == "pytorch" and record["config"]["steps"] == 2
+  assert record["scenes_per_s"] == pytest.approx(2 * record["steps_per_s"])
+  assert record["peak_mem_mib"] > 0 and record["compile_s"] >= 0

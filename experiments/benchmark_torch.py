@@ -1,0 +1,173 @@
+"""Times the PyTorch baseline's train step (experiments/baselines/torch_gqn) on the CPU.
+
+  .venv/bin/python experiments/benchmark_torch.py --batch 36 --context_views 5 --output \
+      experiments/results/benchmark_torch.jsonl          # the paper's model (gqn_jax ModelConfig())
+  .venv/bin/python experiments/benchmark_torch.py --batch 1 --context_views 2 \
+      --model steps=2 --warmup_steps 1 --timed_steps 3   # a smoke run
+
+The model defaults to gqn_jax's ``ModelConfig()``, which is the paper's architecture (64 px,
+tower, L = 12, 128 hidden and canvas channels, z 3 channels); ``--model field=value`` overrides
+any field. Each (batch, context views) pair runs in a fresh process, so that its peak resident
+memory (``getrusage`` high-water mark) is its own. Each prints one JSON record:
+
+  {impl: 'pytorch', config, batch, context_views, steps_per_s, scenes_per_s, compile_s,
+   peak_mem_mib, ...}
+
+steps_per_s is 1 / the median of ``--timed_steps`` train steps after ``--warmup_steps``;
+compile_s is the first step's time less that median (torch.compile's tracing and code
+generation with ``--compile``; eager's one-off costs without). The inputs are random tensors of
+the right shapes: the data pipeline is not part of what is timed.
+"""
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import pathlib
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for `experiments`
+
+from gqn_jax.config import ModelConfig, model_config  # noqa: E402
+
+# ModelConfig fields the PyTorch model reads (the others choose among gqn_jax's implementations).
+TORCH_FIELDS = ("image_size", "representation", "r_channels", "steps", "hidden_channels",
+                "canvas_channels", "latent_channels", "kernel_size", "share_cores")
+
+
+def parse_overrides(pairs) -> ModelConfig:
+  """['steps=2', 'share_cores=true'] -> a validated ModelConfig with those fields replaced."""
+  fields = dataclasses.asdict(ModelConfig())
+  for pair in pairs:
+    name, sep, text = pair.partition("=")
+    if not sep or name not in fields:
+      raise SystemExit(f"--model takes field=value with a field of ModelConfig "
+                       f"({sorted(fields)}); got {pair!r}")
+    default = fields[name]
+    if isinstance(default, bool):
+      value = text.lower() in ("1", "true", "yes")
+    elif isinstance(default, int):
+      value = int(text)
+    else:
+      value = text
+    fields[name] = value
+  return model_config(fields)
+
+
+def random_batch(config: ModelConfig, batch: int, context_views: int):
+  """Uniform images and normal poses in the train step's layout; every context view present."""
+  import torch  # pylint: disable=g-import-not-at-top
+  size = config.image_size
+  return dict(context_images=torch.rand(batch, context_views, 3, size, size),
+              context_poses=torch.randn(batch, context_views, 7),
+              context_mask=torch.ones(batch, context_views, dtype=torch.bool),
+              query_image=torch.rand(batch, 3, size, size),
+              query_pose=torch.randn(batch, 7))
+
+
+def _max_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: int,
+            timed_steps: int, compile: bool, threads: int, seed: int = 0) -> dict:
+  """Builds the model and times its train step; meant to run in a process of its own."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from experiments.baselines.torch_gqn import GQN, make_train_step  # pylint: disable=g-import-not-at-top
+  if threads > 0:
+    torch.set_num_threads(threads)
+  torch.manual_seed(seed)
+  import_mem = _max_rss_mib()
+  model = GQN(config)
+  train_step = make_train_step(model, compile=compile)
+  data = random_batch(config, batch, context_views)
+
+  def timed(step):
+    start = time.perf_counter()
+    loss = float(train_step(data, step)["loss"])  # float() waits for the step to finish.
+    if loss != loss:  # NaN
+      raise FloatingPointError(f"non-finite loss at step {step}")
+    return time.perf_counter() - start
+
+  first = timed(0)
+  for step in range(1, warmup_steps):
+    timed(step)
+  durations = [timed(warmup_steps + i) for i in range(timed_steps)]
+  median = statistics.median(durations)
+  return {
+      "impl": "pytorch",
+      "config": {name: getattr(config, name) for name in TORCH_FIELDS},
+      "batch": batch,
+      "context_views": context_views,
+      "steps_per_s": 1.0 / median,
+      "scenes_per_s": batch / median,
+      "compile_s": max(first - median, 0.0),
+      "peak_mem_mib": _max_rss_mib(),
+      # Context for reading the numbers above.
+      "compiled": compile,
+      "threads": torch.get_num_threads(),
+      "median_step_s": median,
+      "step_s": durations,
+      "first_step_s": first,
+      "import_mem_mib": import_mem,
+      "parameters": sum(p.numel() for p in model.parameters()),
+      "torch": torch.__version__,
+  }
+
+
+def _child(queue, kwargs):
+  try:
+    queue.put(("ok", measure(**kwargs)))
+  except Exception as error:  # pylint: disable=broad-except
+    queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def run_isolated(**kwargs) -> dict:
+  """``measure`` in a fresh (spawned, not forked) process: its RSS peak excludes ours."""
+  context = multiprocessing.get_context("spawn")
+  queue = context.Queue()
+  process = context.Process(target=_child, args=(queue, kwargs))
+  process.start()
+  status, result = queue.get()
+  process.join()
+  if status != "ok":
+    raise RuntimeError(f"benchmark process failed: {result}")
+  return result
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--batch", type=int, nargs="+", default=[36], help="scenes per step")
+  parser.add_argument("--context_views", type=int, nargs="+", default=[5],
+                      help="context views M per scene")
+  parser.add_argument("--model", nargs="*", default=[], metavar="FIELD=VALUE",
+                      help="ModelConfig overrides, e.g. steps=2 representation=pool")
+  parser.add_argument("--warmup_steps", type=int, default=3)
+  parser.add_argument("--timed_steps", type=int, default=10)
+  parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="torch intra-op threads; 0 keeps PyTorch's default")
+  parser.add_argument("--output", type=pathlib.Path,
+                      help="append each record as one JSON line to this file")
+  args = parser.parse_args(argv)
+  if args.warmup_steps < 1 or args.timed_steps < 1:
+    parser.error("--warmup_steps and --timed_steps must be at least 1")
+  config = parse_overrides(args.model)
+  for batch in args.batch:
+    for views in args.context_views:
+      record = run_isolated(config=config, batch=batch, context_views=views,
+                            warmup_steps=args.warmup_steps, timed_steps=args.timed_steps,
+                            compile=args.compile, threads=args.threads)
+      line = json.dumps(record)
+      print(line, flush=True)
+      if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with args.output.open("a") as f:
+          f.write(line + "\n")
+
+
+if __name__ == "__main__":
+  main()
