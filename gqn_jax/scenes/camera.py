@@ -73,6 +73,35 @@ def on_sphere(rng, count: int, radius: float, max_abs_sin_pitch: float) -> np.nd
   return facing(positions, np.zeros(3))
 
 
+def _axes(yaw, pitch):
+  """The camera's (forward, right, up) unit vectors in world coordinates."""
+  ahead = forward(yaw, pitch)
+  right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+  return ahead, right, np.cross(right, ahead)
+
+
+def focal_length(image_size: int, field_of_view_degrees: float = FIELD_OF_VIEW_DEGREES):
+  """Focal length in pixels of square ``image_size`` frames."""
+  return (image_size / 2) / np.tan(np.radians(field_of_view_degrees) / 2)
+
+
+def pixel_rays(camera, image_size: int, samples: int = 1,
+               field_of_view_degrees: float = FIELD_OF_VIEW_DEGREES) -> np.ndarray:
+  """Unit world directions [H * samples, W * samples, 3] through a grid of points in each pixel.
+
+  ``samples`` points per pixel side, evenly spread (1: the pixel centres). The inverse of
+  :func:`project`.
+  """
+  camera = np.asarray(camera, np.float64)
+  ahead, right, up = _axes(camera[3], camera[4])
+  steps = (np.arange(image_size * samples) + 0.5) / samples  # in pixel units from the edge.
+  rows, columns = np.meshgrid(steps, steps, indexing="ij")
+  focal = focal_length(image_size, field_of_view_degrees)
+  rays = (ahead + ((columns - image_size / 2) / focal)[..., None] * right
+          - ((rows - image_size / 2) / focal)[..., None] * up)
+  return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+
+
 def project(points, camera, image_size: int,
             field_of_view_degrees: float = FIELD_OF_VIEW_DEGREES) -> np.ndarray:
   """Pixel coordinates [N, 2] as (column, row) of world ``points`` [N, 3] seen by ``camera``.
@@ -82,13 +111,10 @@ def project(points, camera, image_size: int,
   camera give NaN.
   """
   camera = np.asarray(camera, np.float64)
-  yaw, pitch = camera[3], camera[4]
-  ahead = forward(yaw, pitch)
-  right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
-  up = np.cross(right, ahead)
+  ahead, right, up = _axes(camera[3], camera[4])
   offset = np.asarray(points, np.float64) - camera[:3]
   depth = offset @ ahead
-  focal = (image_size / 2) / np.tan(np.radians(field_of_view_degrees) / 2)
+  focal = focal_length(image_size, field_of_view_degrees)
   with np.errstate(divide="ignore", invalid="ignore"):
     column = image_size / 2 + focal * (offset @ right) / depth
     row = image_size / 2 - focal * (offset @ up) / depth

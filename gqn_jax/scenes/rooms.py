@@ -172,19 +172,23 @@ class Rooms:
     return objects
 
   def _free_cameras(self, rng, objects):
-    """Random positions inside the room, away from objects; random yaw and pitch."""
+    """Random positions inside the room, away from objects, each facing a random point.
+
+    The points lie where objects may stand, so most frames show some of the scene instead of a
+    blank wall; yaw and pitch still vary continuously over the whole circle.
+    """
     margin = 0.5
-    positions = []
+    positions, targets = [], []
     while len(positions) < self.frames_per_scene:
       x, y = rng.uniform(-HALF_WIDTH + margin, HALF_WIDTH - margin, 2)
       z = rng.uniform(0.7, 2.0)
-      if all(np.hypot(x - o["position"][0], y - o["position"][1])
-             > SHAPES[o["shape"]][1] + 0.4 for o in objects):
+      target = [*rng.uniform(-self.object_extent, self.object_extent, 2), rng.uniform(0.0, 1.0)]
+      if np.hypot(x - target[0], y - target[1]) > 1.5 and all(
+          np.hypot(x - o["position"][0], y - o["position"][1])
+          > SHAPES[o["shape"]][1] + 0.4 for o in objects):
         positions.append((x, y, z))
-    count = self.frames_per_scene
-    yaw = rng.uniform(-np.pi, np.pi, count)
-    pitch = rng.uniform(-0.6, 0.05, count)
-    return camera.record(np.array(positions), yaw, pitch)
+        targets.append(target)
+    return camera.facing(np.array(positions), np.array(targets))
 
 
 def _surface(rng, colours):

@@ -7,7 +7,8 @@ the release names them (``released_format.shard_name``); shard k (from 1) holds 
 
 A shard is written under temporary names (``<file>.tmp``) and renamed when complete: the factors
 file first, the ``.tfrecord`` last, so a ``.tfrecord`` exists only once its shard is whole.
-Leftover ``.tmp`` files from an interrupted run are simply overwritten by the rerun.
+Leftover ``.tmp`` files of an interrupted run are removed by the next run (one run at a time
+per output directory).
 """
 
 import dataclasses
@@ -101,6 +102,9 @@ def pending(directory, name: str, scenes_per_split: dict, *, scenes_per_shard: i
     if scenes:
       shards = plan(directory, name, split, scenes, scenes_per_shard)
       check_layout(shards)
+      for shard in shards:
+        for path in (shard.path, shard.factors_path):  # leftovers of an interrupted run.
+          _temporary(path).unlink(missing_ok=True)
       todo += [shard for shard in shards
                if not is_complete(shard, seed=seed, image_size=image_size)]
   return todo
