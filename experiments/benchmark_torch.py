@@ -59,7 +59,7 @@ def parse_overrides(pairs) -> ModelConfig:
 
 def random_batch(config: ModelConfig, batch: int, context_views: int):
   """Uniform images and normal poses in the train step's layout; every context view present."""
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   size = config.image_size
   return dict(context_images=torch.rand(batch, context_views, 3, size, size),
               context_poses=torch.randn(batch, context_views, 7),
@@ -75,8 +75,10 @@ def _max_rss_mib() -> float:
 def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: int,
             timed_steps: int, compile: bool, threads: int, seed: int = 0) -> dict:
   """Builds the model and times its train step; meant to run in a process of its own."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from experiments.baselines.torch_gqn import GQN, make_train_step  # pylint: disable=g-import-not-at-top
+  # Imported here, not at the top: the parent process, which only spawns and collects, never
+  # loads PyTorch.
+  import torch
+  from experiments.baselines.torch_gqn import GQN, make_train_step
   if threads > 0:
     torch.set_num_threads(threads)
   torch.manual_seed(seed)

@@ -104,8 +104,9 @@ def test_torch_to_flax_rejects_foreign_entries():
 def test_kl_matches_torch_distributions():
   g = torch.Generator().manual_seed(0)
   mean_q, log_q, mean_p, log_p = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
-  expected = torch.distributions.kl_divergence(
-      torch.distributions.Normal(mean_q, log_q.exp()), torch.distributions.Normal(mean_p, log_p.exp()))
+  normal = torch.distributions.Normal
+  expected = torch.distributions.kl_divergence(normal(mean_q, log_q.exp()),
+                                               normal(mean_p, log_p.exp()))
   torch.testing.assert_close(objective.gaussian_kl(mean_q, log_q, mean_p, log_p), expected)
 
 

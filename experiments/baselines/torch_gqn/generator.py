@@ -13,8 +13,6 @@ rearranged form. Per step l (0-based), from zero states and a zero canvas u:
 and the observation mean is a 1x1 conv of u_L.
 """
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -60,11 +58,11 @@ class GaussianHead(nn.Module):
 class Generator(nn.Module):
   """p(x_q | v_q, r) and, given x_q, the KL terms of the ELBO."""
 
-  def __init__(self, config: ModelConfig, r_channels: Optional[int] = None):
+  def __init__(self, config: ModelConfig):
     super().__init__()
     self.config = config
     hidden, latent, canvas = config.hidden_channels, config.latent_channels, config.canvas_channels
-    r_channels = config.r_channels if r_channels is None else r_channels
+    r_channels = config.r_channels
     k = config.kernel_size
     # Unshared (the paper's default): one of each per step. Shared: a single one, used L times.
     copies = 1 if config.share_cores else config.steps
