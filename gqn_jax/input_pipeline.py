@@ -145,32 +145,34 @@ class SceneBatcher:
     count = self.num_context_views or int(
         np.random.default_rng([self.seed, step]).integers(1, views + 1))
     rng = np.random.default_rng([self.seed, step, self.process_index])
-    batch = len(records)
-    context_images = np.zeros((batch, views, size, size, 3), np.uint8)
-    context_cameras = np.zeros((batch, views, 5), np.float32)
-    query_images = np.empty((batch, size, size, 3), np.uint8)
-    query_cameras = np.empty((batch, 5), np.float32)
+    batch, stored = len(records), layout.frame_size
+    # Views of row r: frames[r, :count] are the context, frames[r, count] the query.
+    frames = np.empty((batch, count + 1, stored, stored, 3), np.uint8)
+    cameras = np.empty((batch, count + 1, 5), np.float32)
     for row, (index, serialized) in enumerate(records):
       where = f"{layout.where}, record {index}"
-      jpegs, cameras, scene = parse_scene(serialized, layout.frames_per_scene, where)
-      where = f"{where} (scene {scene})"
+      jpegs, scene_cameras, scene = parse_scene(serialized, layout.frames_per_scene, where)
       chosen = rng.choice(layout.frames_per_scene, count + 1, replace=False)
-      for slot, frame in enumerate(chosen[:-1]):
-        context_images[row, slot] = frames_lib.decode_frame(
-            jpegs[frame], size, f"{where}, frame {frame}")
-      query_images[row] = frames_lib.decode_frame(
-          jpegs[chosen[-1]], size, f"{where}, frame {chosen[-1]}")
-      context_cameras[row, :count] = cameras[chosen[:-1]]
-      query_cameras[row] = cameras[chosen[-1]]
-    mask = np.zeros((batch, views), bool)
-    mask[:, :count] = True
-    context_poses = poses.camera_to_pose(context_cameras, self.pose_order) * mask[..., None]
+      for slot, frame in enumerate(chosen):
+        image = frames_lib.decode_jpeg(jpegs[frame], f"{where} (scene {scene}), frame {frame}")
+        if image.shape != frames.shape[2:]:
+          raise RecordError(f"{where} (scene {scene}), frame {frame}: {image.shape[1]}x"
+                            f"{image.shape[0]} px, expected {stored}x{stored}")
+        frames[row, slot] = image
+      cameras[row] = scene_cameras[chosen]
+    images = frames_lib.resize(frames.astype(np.float32) / 255.0, size)
+    if size != stored:  # filter weights sum to 1; only float rounding can leave [0, 1].
+      images = np.clip(images, 0.0, 1.0)
+    context_images = np.zeros((batch, views, size, size, 3), np.float32)
+    context_images[:, :count] = images[:, :count]
+    context_poses = np.zeros((batch, views, poses.POSE_DIM), np.float32)
+    context_poses[:, :count] = poses.camera_to_pose(cameras[:, :count], self.pose_order)
     return {
-        "context_images": context_images.astype(np.float32) / 255.0,
-        "context_poses": context_poses.astype(np.float32),
-        "context_mask": mask,
-        "query_image": query_images.astype(np.float32) / 255.0,
-        "query_pose": poses.camera_to_pose(query_cameras, self.pose_order).astype(np.float32),
+        "context_images": context_images,
+        "context_poses": context_poses,
+        "context_mask": np.broadcast_to(np.arange(views) < count, (batch, views)).copy(),
+        "query_image": np.ascontiguousarray(images[:, count]),
+        "query_pose": poses.camera_to_pose(cameras[:, count], self.pose_order),
     }
 
 

@@ -71,21 +71,28 @@ def test_batch_contract(prepared, image_size):
       assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.0
 
 
-def test_views_are_distinct_frames_of_one_scene_with_their_images(prepared):
-  """At the stored size the images are exactly the JPEGs' pixels, paired with their poses."""
+@pytest.mark.parametrize("image_size", [64, 32])
+def test_views_are_distinct_frames_of_one_scene_with_their_images(prepared, image_size):
+  """Each view's image is its JPEG's pixels (resized like jax.image.resize), beside its pose."""
+  import jax  # pylint: disable=g-import-not-at-top
   data_dir, where, scenes = prepared
-  iterator = iter(_dataset(data_dir, image_size=64))
-  for batch in _take(iterator, 8):
+
+  def expected_image(jpeg):
+    pixels = np.asarray(Image.open(io.BytesIO(jpeg)), np.float32) / 255.0
+    return jax.image.resize(pixels, (image_size, image_size, 3), "linear", antialias=True)
+
+  iterator = iter(_dataset(data_dir, image_size=image_size))
+  for batch in _take(iterator, 6):
     for row, (context, query) in enumerate(_views(batch, where)):
       views = context + [query]
       assert len({scene for scene, _ in views}) == 1, "views from different scenes"
       assert len(set(views)) == len(views), "a frame drawn twice"
       jpegs = scenes[query[0]][0]
       for slot, (_, frame) in enumerate(context):
-        expected = np.asarray(Image.open(io.BytesIO(jpegs[frame]))) / 255.0
-        np.testing.assert_allclose(batch["context_images"][row, slot], expected, atol=1e-6)
-      expected = np.asarray(Image.open(io.BytesIO(jpegs[query[1]]))) / 255.0
-      np.testing.assert_allclose(batch["query_image"][row], expected, atol=1e-6)
+        np.testing.assert_allclose(batch["context_images"][row, slot],
+                                   expected_image(jpegs[frame]), atol=1e-5)
+      np.testing.assert_allclose(batch["query_image"][row], expected_image(jpegs[query[1]]),
+                                 atol=1e-5)
 
 
 @pytest.mark.parametrize("order", ["sin_cos", "cos_sin"])
@@ -199,20 +206,54 @@ def test_process_shards_are_disjoint_and_cover_the_split(prepared, processes):
   assert all(c[:steps] == counts[0][:steps] for c in counts)
 
 
-@pytest.mark.parametrize("stored, size", [(128, 64), (84, 64), (64, 32)])
+@pytest.mark.parametrize("stored, size", [(128, 64), (84, 64), (64, 32), (32, 64), (64, 64)])
 def test_resize_is_antialiased_bilinear(stored, size):
-  """PIL's bilinear equals jax.image.resize(linear, antialias=True) up to uint8 rounding."""
+  """frames.resize is jax.image.resize(linear, antialias=True), down- and upsampling."""
   import jax  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(stored)
-  smooth = np.kron(rng.integers(0, 256, (stored // 4, stored // 4, 3)), np.ones((4, 4, 1)))
-  jpeg = _data_records.jpeg(smooth.astype(np.uint8))
-  full = np.asarray(Image.open(io.BytesIO(jpeg)), np.float32)
-  expected = np.asarray(jax.image.resize(full, (size, size, 3), "linear", antialias=True))
-  resized = frames_lib.decode_frame(jpeg, size, "test").astype(np.float32)
-  assert resized.shape == (size, size, 3)
-  assert np.abs(resized - expected).max() <= 1.0
-  nearest = np.asarray(jax.image.resize(full, (size, size, 3), "nearest"))
-  assert np.abs(resized - nearest).max() > 1.0  # the check can tell filters apart.
+  images = np.random.default_rng(stored).uniform(0, 1, (2, stored, stored, 3)).astype(np.float32)
+  expected = np.asarray(jax.image.resize(images, (2, size, size, 3), "linear", antialias=True))
+  resized = frames_lib.resize(images, size)
+  assert resized.shape == (2, size, size, 3)
+  np.testing.assert_allclose(resized, expected, rtol=0, atol=2e-6)
+  if stored != size:  # the check can tell filters apart.
+    nearest = np.asarray(jax.image.resize(images, (2, size, size, 3), "nearest"))
+    assert np.abs(resized - nearest).max() > 0.1
+
+
+@pytest.fixture(params=["installed", "pil"])
+def decoder(request, monkeypatch):
+  """Runs a test with the installed decoder (simplejpeg if there) and with the PIL fallback."""
+  if request.param == "pil":
+    monkeypatch.setattr(frames_lib, "simplejpeg", None)
+  return request.param
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0 chroma.
+def test_decoders_agree_with_pil(subsampling, decoder):
+  """Both decoding paths give PIL's pixels."""
+  del decoder
+  rng = np.random.default_rng(subsampling)
+  pixels = np.kron(rng.integers(0, 256, (16, 16, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format="JPEG", quality=85, subsampling=subsampling)
+  jpeg = buffer.getvalue()
+  np.testing.assert_array_equal(frames_lib.decode_jpeg(jpeg, "test"),
+                                np.asarray(Image.open(io.BytesIO(jpeg))))
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xd8 not a JPEG", b"", "png", "truncated"])
+def test_decoders_refuse_what_is_not_a_jpeg(bad, decoder):
+  del decoder
+  pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  if bad == "png":
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    bad = buffer.getvalue()
+  elif bad == "truncated":
+    jpeg = _data_records.jpeg(pixels)
+    bad = jpeg[:len(jpeg) // 2]
+  with pytest.raises(input_pipeline.RecordError, match="scene 7, frame 2"):
+    frames_lib.decode_jpeg(bad, "scene 7, frame 2")
 
 
 def test_reader_process_imports_no_tensorflow(prepared):
