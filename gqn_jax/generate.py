@@ -23,30 +23,39 @@ from absl import flags
 from gqn_jax import released_format
 from gqn_jax.scenes import get_family
 from gqn_jax.scenes import parallel
+from gqn_jax.scenes import scene
 from gqn_jax.scenes import shards
 from gqn_jax.scenes import worker
 
 RUNNERS = ("multiprocessing", "beam")
+FLAGS = flags.FLAGS
 
-_NAME = flags.DEFINE_string("name", None, "Scene family: a released dataset name, e.g. "
-                            "rooms_ring_camera or shepard_metzler_5_parts.")
-_ROOT = flags.DEFINE_string("root", "data/generated", "Output root; writes <root>/<name>/...")
-_TRAIN_SCENES = flags.DEFINE_integer("train_scenes", None, "Scenes in the train split.")
-_TEST_SCENES = flags.DEFINE_integer("test_scenes", None, "Scenes in the test split.")
-_SCENES_PER_SHARD = flags.DEFINE_integer("scenes_per_shard", 100, "Scenes per .tfrecord file.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Pixels per side of every frame.")
-_SEED = flags.DEFINE_integer("seed", 0, "Dataset seed; scene i depends on (seed, split, i).")
-_WORKERS = flags.DEFINE_integer("workers", None, "Rendering processes (default: all cores).")
-_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-_RUNNER = flags.DEFINE_enum("runner", "multiprocessing", RUNNERS,
-                            "multiprocessing on this machine, or an Apache Beam pipeline.")
-_BEAM_OPTIONS = flags.DEFINE_string(
-    "beam_options", "", "Beam pipeline options, e.g. '--runner=DataflowRunner --project=p' "
-    "(default: the DirectRunner).")
-_CONTACT_SHEET = flags.DEFINE_string(
-    "contact_sheet", None, "Instead of a dataset, write a PNG of a few scenes (one row each).")
-_CONTACT_SHEET_SCENES = flags.DEFINE_integer("contact_sheet_scenes", 4,
-                                             "Scenes (rows) on the contact sheet.")
+
+def define_flags(flag_values=FLAGS) -> None:
+  """Defines the command line's flags.
+
+  Only :func:`run` calls this, so importing the module for ``write_dataset`` adds no flags whose
+  names could clash with the importer's own.
+  """
+  define = dict(flag_values=flag_values)
+  flags.DEFINE_string("name", None, "Scene family: a released dataset name, e.g. "
+                      "rooms_ring_camera or shepard_metzler_5_parts.", **define)
+  flags.DEFINE_string("root", "data/generated", "Output root; writes <root>/<name>/...", **define)
+  flags.DEFINE_integer("train_scenes", None, "Scenes in the train split.", **define)
+  flags.DEFINE_integer("test_scenes", None, "Scenes in the test split.", **define)
+  flags.DEFINE_integer("scenes_per_shard", 100, "Scenes per .tfrecord file.", **define)
+  flags.DEFINE_integer("image_size", 64, "Pixels per side of every frame (the released "
+                       "rooms_free_camera_with_object_rotations has 128).", **define)
+  flags.DEFINE_integer("seed", 0, "Dataset seed; scene i depends on (seed, split, i).", **define)
+  flags.DEFINE_integer("workers", None, "Render processes (default: all cores).", **define)
+  flags.DEFINE_boolean("progress", True, "Show a progress bar.", **define)
+  flags.DEFINE_enum("runner", "multiprocessing", RUNNERS,
+                    "multiprocessing on this machine, or an Apache Beam pipeline.", **define)
+  flags.DEFINE_string("beam_options", "", "Beam pipeline options, e.g. '--runner=DataflowRunner "
+                      "--project=p' (default: the DirectRunner).", **define)
+  flags.DEFINE_string("contact_sheet", None, "Instead of a dataset, write a PNG of a few scenes "
+                      "(one row each, all their frames).", **define)
+  flags.DEFINE_integer("contact_sheet_scenes", 4, "Scenes (rows) on the contact sheet.", **define)
 
 
 def check_arguments(name: str, *, train_scenes: int, test_scenes: int, scenes_per_shard: int,
@@ -74,7 +83,7 @@ def render_scene(name: str, split: str, index: int, image_size: int, seed: int):
   ``write_dataset`` stores as record ``index`` of the split. Rendering runs in a render worker
   process (see ``gqn_jax/scenes/worker.py``), so this is safe to call next to TensorFlow.
   """
-  get_family(name)
+  scene.check_arguments(name, split, index, seed, image_size)  # here, as a ValueError.
   return worker.call("render_scene", name, split, index, image_size, seed)
 
 
@@ -110,45 +119,44 @@ def write_dataset(name: str, root, *, train_scenes: int, test_scenes: int,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _NAME.value is None:
+  if FLAGS.name is None:
     raise app.UsageError("--name is required; one of: " + ", ".join(released_format.DATASETS))
   try:
-    get_family(_NAME.value)
+    get_family(FLAGS.name)
   except ValueError as error:
-    raise app.UsageError(f"--name={_NAME.value}: {error}") from None
-  if _CONTACT_SHEET.value:
+    raise app.UsageError(f"--name={FLAGS.name}: {error}") from None
+  if FLAGS.contact_sheet:
     from gqn_jax.scenes import contact_sheet  # pylint: disable=g-import-not-at-top
-    for flag, value in (("image_size", _IMAGE_SIZE.value),
-                        ("contact_sheet_scenes", _CONTACT_SHEET_SCENES.value)):
-      if value < 1:
-        raise app.UsageError(f"--{flag} must be a positive integer, got {value}")
-    path = contact_sheet.write(_CONTACT_SHEET.value, _NAME.value,
-                               scenes=_CONTACT_SHEET_SCENES.value,
-                               image_size=_IMAGE_SIZE.value, seed=_SEED.value)
+    for flag in ("image_size", "contact_sheet_scenes"):
+      if FLAGS[flag].value < 1:
+        raise app.UsageError(f"--{flag} must be a positive integer, got {FLAGS[flag].value}")
+    path = contact_sheet.write(FLAGS.contact_sheet, FLAGS.name, scenes=FLAGS.contact_sheet_scenes,
+                               image_size=FLAGS.image_size, seed=FLAGS.seed)
     print(f"wrote {path}")
     return
-  for flag in (_TRAIN_SCENES, _TEST_SCENES):
-    if flag.value is None:
-      raise app.UsageError(f"--{flag.name} is required (or pass --contact_sheet)")
-  arguments = dict(train_scenes=_TRAIN_SCENES.value, test_scenes=_TEST_SCENES.value,
-                   scenes_per_shard=_SCENES_PER_SHARD.value, image_size=_IMAGE_SIZE.value,
-                   seed=_SEED.value)
+  for flag in ("train_scenes", "test_scenes"):
+    if FLAGS[flag].value is None:
+      raise app.UsageError(f"--{flag} is required (or pass --contact_sheet)")
+  arguments = dict(train_scenes=FLAGS.train_scenes, test_scenes=FLAGS.test_scenes,
+                   scenes_per_shard=FLAGS.scenes_per_shard, image_size=FLAGS.image_size,
+                   seed=FLAGS.seed)
   try:
-    check_arguments(_NAME.value, workers=_WORKERS.value, **arguments)
+    check_arguments(FLAGS.name, workers=FLAGS.workers, **arguments)
   except ValueError as error:
     raise app.UsageError(f"--{error}") from None  # messages start with the argument's name.
-  if _RUNNER.value == "beam":
+  if FLAGS.runner == "beam":
     from gqn_jax.scenes import beam_pipeline  # pylint: disable=g-import-not-at-top
-    directory = beam_pipeline.run(_NAME.value, _ROOT.value,
-                                  pipeline_options=shlex.split(_BEAM_OPTIONS.value), **arguments)
+    directory = beam_pipeline.run(FLAGS.name, FLAGS.root,
+                                  pipeline_options=shlex.split(FLAGS.beam_options), **arguments)
   else:
-    directory = write_dataset(_NAME.value, _ROOT.value, workers=_WORKERS.value,
-                              progress=_PROGRESS.value, **arguments)
+    directory = write_dataset(FLAGS.name, FLAGS.root, workers=FLAGS.workers,
+                              progress=FLAGS.progress, **arguments)
   print(f"wrote {directory}")
 
 
 def run():
   """Console-script entry point (``gqn-generate``)."""
+  define_flags()
   app.run(main)
 
 

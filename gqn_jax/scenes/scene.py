@@ -20,14 +20,21 @@ from gqn_jax.scenes import get_family
 JPEG_QUALITY = 95  # with 4:4:4 chroma: at 64 px, 4:2:0 subsampling visibly smears colours.
 
 
-def scene_rng(name: str, split: str, index: int, seed: int) -> np.random.Generator:
-  """The random stream of one scene."""
+def check_arguments(name: str, split: str, index: int, seed: int, image_size=1) -> None:
+  """Raises ValueError naming the argument of a scene that cannot work."""
+  get_family(name)
   if split not in released_format.SPLITS:
     raise ValueError(f"split must be one of {released_format.SPLITS}, got {split!r}")
-  if not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-  if not isinstance(index, (int, np.integer)) or index < 0:
-    raise ValueError(f"scene index must be a non-negative integer, got {index!r}")
+  for argument, value, least in (("index", index, 0), ("seed", seed, 0),
+                                 ("image_size", image_size, 1)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+      kind = "positive" if least else "non-negative"
+      raise ValueError(f"{argument} must be a {kind} integer, got {value!r}")
+
+
+def scene_rng(name: str, split: str, index: int, seed: int) -> np.random.Generator:
+  """The random stream of one scene."""
+  check_arguments(name, split, index, seed)
   return np.random.default_rng(
       [int(seed), released_format.SPLITS.index(split), int(index), zlib.crc32(name.encode())])
 
@@ -56,8 +63,7 @@ def geom_masks(factors, cameras, image_size: int, geom_names) -> np.ndarray:
 
 def render_scene(name: str, split: str, index: int, image_size: int, seed: int):
   """Renders one scene: (frames uint8 [S, H, W, 3], cameras float32 [S, 5], factors dict)."""
-  if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-    raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+  check_arguments(name, split, index, seed, image_size)
   factors, cameras = sample_scene(name, split, index, seed)
   frames = render_factors(factors, cameras, int(image_size))
   return frames, cameras, {**factors, "image_size": int(image_size)}

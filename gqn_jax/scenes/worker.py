@@ -72,6 +72,9 @@ class RenderProcess:
       raise WorkerError(f"{function}{args!r} failed in a render worker:\n{value}")
     return value
 
+  def alive(self) -> bool:
+    return self._process.poll() is None
+
   def close(self) -> None:
     if self._process.poll() is None:
       try:
@@ -87,6 +90,8 @@ class RenderPool:
 
   def __init__(self, workers: int):
     self._idle = queue.Queue()
+    self._lock = threading.Lock()
+    self._closed = False
     self._processes = [RenderProcess() for _ in range(workers)]
     for process in self._processes:
       self._idle.put(process)
@@ -98,6 +103,11 @@ class RenderPool:
     try:
       return process.call(function, *args)
     finally:
+      if not process.alive() and not self._closed:  # replace a crashed worker.
+        replacement = RenderProcess()
+        with self._lock:
+          self._processes[self._processes.index(process)] = replacement
+        process = replacement
       self._idle.put(process)
 
   def imap(self, function: str, tasks: Iterable[tuple]) -> Iterator:
@@ -111,8 +121,11 @@ class RenderPool:
       yield pending.popleft().result()
 
   def close(self) -> None:
+    self._closed = True
     self._threads.shutdown(wait=False, cancel_futures=True)
-    for process in self._processes:
+    with self._lock:
+      processes = list(self._processes)
+    for process in processes:
       process.close()
 
   def __enter__(self):
