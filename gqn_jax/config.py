@@ -112,8 +112,9 @@ def optim_config(section: Mapping[str, Any]) -> OptimConfig:
     value = getattr(cfg, name)
     _require(isinstance(value, int) and value > 0, f"{w}.{name}",
              f"must be a positive integer, got {value!r}")
-  _require(0 <= cfg.adam_b1 < 1 and 0 <= cfg.adam_b2 < 1, f"{w}.adam_b1/adam_b2",
-           f"must lie in [0, 1); got {cfg.adam_b1}, {cfg.adam_b2}")
+  for name in ("adam_b1", "adam_b2"):
+    value = getattr(cfg, name)
+    _require(0 <= value < 1, f"{w}.{name}", f"must lie in [0, 1); got {value!r}")
   _require(cfg.grad_clip_norm >= 0, f"{w}.grad_clip_norm",
            f"must be >= 0 (0 disables clipping); got {cfg.grad_clip_norm}")
   return cfg

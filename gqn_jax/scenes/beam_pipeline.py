@@ -56,8 +56,9 @@ def build(pipeline, name: str, root, *, train_scenes: int, test_scenes: int,
                         scenes_per_shard=scenes_per_shard, seed=seed, image_size=image_size)
   shard_by_path = {str(shard.path): shard for shard in todo}
   return (pipeline
-          | "Scenes" >> beam.Create([(shard, index) for shard in todo for index in shard.indices])
-          | "Spread" >> beam.Reshuffle()  # one render per element, spread over the workers.
+          | "Shards" >> beam.Create(todo)
+          | "Scenes" >> beam.FlatMap(lambda shard: [(shard, index) for index in shard.indices])
+          | "Spread" >> beam.Reshuffle()  # spreads one shard's scenes over the workers.
           | "Render" >> beam.ParDo(_render_dofn(image_size, seed))
           | "ByShard" >> beam.GroupByKey()
           | "Write" >> beam.Map(_write, shard_by_path=shard_by_path))

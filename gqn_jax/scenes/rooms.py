@@ -203,7 +203,7 @@ def _surface(rng, colours):
 
 
 def _light(rng):
-  """A spotlight near the ceiling aimed at a point on the floor near the centre."""
+  """A shadow-casting spotlight high in the room, aimed at a point of the floor near its centre."""
   position = np.array([*rng.uniform(-2.8, 2.8, 2), rng.uniform(3.0, 3.8)])
   target = np.array([*rng.uniform(-1.0, 1.0, 2), 0.0])
   direction = (target - position) / np.linalg.norm(target - position)

@@ -55,25 +55,34 @@ class RenderProcess:
   def __init__(self):
     package_root = str(pathlib.Path(__file__).resolve().parents[2])
     env = dict(os.environ, **{_WORKER_ENV: "1"})
+    # One llvmpipe rasterizer thread per worker: parallelism comes from the workers, and a
+    # 64 px frame is too small to split (by default llvmpipe starts a thread per core).
+    env.setdefault("LP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     self._process = subprocess.Popen([sys.executable, "-m", "gqn_jax.scenes.worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    self._broken = False
 
   def call(self, function: str, *args):
+    described = f"{function}{_short(args)}"
     try:
       pickle.dump((function, args), self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
       self._process.stdin.flush()
       status, value = pickle.load(self._process.stdout)
-    except (EOFError, BrokenPipeError, pickle.UnpicklingError) as error:
-      code = self._process.poll()
-      raise WorkerError(f"render worker stopped (exit code {code}) during {function}"
-                        f"{args!r}: {error!r}") from None
+    except (EOFError, OSError, pickle.UnpicklingError) as error:
+      self._broken = True
+      try:
+        code = self._process.wait(timeout=5)
+      except subprocess.TimeoutExpired:
+        code = None
+      raise WorkerError(f"render worker stopped (exit code {code}) during {described}: "
+                        f"{error!r}") from None
     if status != "ok":
-      raise WorkerError(f"{function}{args!r} failed in a render worker:\n{value}")
+      raise WorkerError(f"{described} failed in a render worker:\n{value}")
     return value
 
   def alive(self) -> bool:
-    return self._process.poll() is None
+    return not self._broken and self._process.poll() is None
 
   def close(self) -> None:
     if self._process.poll() is None:
@@ -148,6 +157,11 @@ def call(function: str, *args):
     if _shared is None:
       _shared = RenderPool(1)
   return _shared.call(function, *args)
+
+
+def _short(args, limit: int = 200) -> str:
+  text = repr(args)
+  return text if len(text) <= limit else text[:limit] + "...)"
 
 
 @atexit.register

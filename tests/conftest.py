@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny model configs and random inputs."""
+
+import dataclasses
+
+import jax
+import pytest
+
+from gqn_jax import config as config_lib
+from gqn_jax.configs import tiny
+
+# Tiny models compile in seconds and run in milliseconds; compilation dominates the suite, so
+# spend less of it on optimisation passes.
+jax.config.update("jax_disable_most_optimizations", True)
+
+
+def tiny_model_config(**overrides) -> config_lib.ModelConfig:
+  return dataclasses.replace(config_lib.model_config(tiny.get_config().model), **overrides)
+
+
+def tiny_optim_config(**overrides) -> config_lib.OptimConfig:
+  return dataclasses.replace(config_lib.optim_config(tiny.get_config().optim), **overrides)
+
+
+def random_batch(model_cfg, key, batch_size=2, views=3):
+  size = model_cfg.image_size
+  k = jax.random.split(key, 5)
+  return {
+      "context_images": jax.random.uniform(k[0], (batch_size, views, size, size, 3)),
+      "context_poses": jax.random.normal(k[1], (batch_size, views, 7)),
+      "context_mask": jax.numpy.ones((batch_size, views), bool),
+      "query_image": jax.random.uniform(k[2], (batch_size, size, size, 3)),
+      "query_pose": jax.random.normal(k[3], (batch_size, 7)),
+  }
+
+
+@pytest.fixture
+def key():
+  return jax.random.key(0)

@@ -1,0 +1,54 @@
+"""Config files validate; impossible values fail with the field's name."""
+
+import pytest
+
+from gqn_jax import config as config_lib
+from gqn_jax.configs import demo, paper, tiny
+
+
+@pytest.mark.parametrize("module", [paper, demo, tiny])
+def test_shipped_configs_are_valid(module):
+  cfg = module.get_config()
+  config_lib.model_config(cfg.model)
+  config_lib.optim_config(cfg.optim)
+
+
+def test_paper_config_matches_spec():
+  cfg = paper.get_config()
+  model = config_lib.model_config(cfg.model)
+  assert (model.image_size, model.steps, model.hidden_channels, model.r_channels,
+          model.latent_channels, model.share_cores) == (64, 12, 128, 256, 3, False)
+  assert cfg.train.batch_size == 36 and cfg.train.num_steps == 2_000_000
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("image_size", 30, "config.model.image_size"),
+    ("image_size", 4, "config.model.image_size"),
+    ("steps", 0, "config.model.steps"),
+    ("representation", "resnet", "config.model.representation"),
+    ("kernel_size", 4, "config.model.kernel_size"),
+    ("pose_order", "xyz", "config.model.pose_order"),
+    ("scan_unroll", 13, "config.model.scan_unroll"),
+    ("r_channels", 12, "config.model.r_channels"),
+])
+def test_bad_model_values_name_the_field(field, value, message):
+  section = dict(paper.get_config().model)
+  section[field] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.model_config(section)
+
+
+def test_unknown_field_is_named():
+  section = dict(paper.get_config().model, hiden_channels=3)
+  with pytest.raises(config_lib.ConfigError, match="hiden_channels"):
+    config_lib.model_config(section)
+
+
+@pytest.mark.parametrize("field,value", [("lr_initial", 0.0), ("sigma_final", -1.0),
+                                         ("lr_anneal_steps", 0), ("adam_b2", 1.0),
+                                         ("grad_clip_norm", -1.0)])
+def test_bad_optim_values_name_the_field(field, value):
+  section = dict(paper.get_config().optim)
+  section[field] = value
+  with pytest.raises(config_lib.ConfigError, match=f"config.optim.{field}"):
+    config_lib.optim_config(section)

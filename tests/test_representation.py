@@ -1,0 +1,68 @@
+"""r is a sum over context views: order-free, additive, and blind to masked views."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gqn_jax.representation import Representation
+
+SIZE, R = 16, 16
+
+
+def _setup(architecture, key, views=4, size=SIZE):
+  k = jax.random.split(key, 3)
+  images = jax.random.uniform(k[0], (2, views, size, size, 3))
+  poses = jax.random.normal(k[1], (2, views, 7))
+  net = Representation(architecture, R)
+  params = net.init(k[2], images, poses)
+  return net, params, images, poses
+
+
+@pytest.mark.parametrize("architecture,grid", [("pyramid", 1), ("tower", SIZE // 4),
+                                               ("pool", 1)])
+def test_shape(architecture, grid, key):
+  net, params, images, poses = _setup(architecture, key)
+  assert net.apply(params, images, poses).shape == (2, grid, grid, R)
+
+
+@pytest.mark.parametrize("architecture", ["pyramid", "tower", "pool"])
+def test_invariant_to_view_order(architecture, key):
+  net, params, images, poses = _setup(architecture, key)
+  order = jnp.array([2, 0, 3, 1])
+  np.testing.assert_allclose(net.apply(params, images, poses),
+                             net.apply(params, images[:, order], poses[:, order]),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["pyramid", "tower", "pool"])
+def test_equals_sum_of_single_view_encodings(architecture, key):
+  net, params, images, poses = _setup(architecture, key)
+  singles = [net.apply(params, images[:, k:k + 1], poses[:, k:k + 1]) for k in range(4)]
+  np.testing.assert_allclose(net.apply(params, images, poses), sum(singles),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["pyramid", "tower"])
+def test_masked_views_count_zero(architecture, key):
+  """A batch padded with junk views and masked equals the batch of its real views."""
+  net, params, images, poses = _setup(architecture, key)
+  mask = jnp.array([[True, True, False, False], [True, False, False, False]])
+  padded = net.apply(params, images, poses, mask)
+  np.testing.assert_allclose(padded[0], net.apply(params, images[:1, :2], poses[:1, :2])[0],
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(padded[1], net.apply(params, images[1:, :1], poses[1:, :1])[0],
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_pyramid_reaches_1x1_for_sizes_not_divisible_by_8(key):
+  net, params, images, poses = _setup("pyramid", key, size=36)
+  assert net.apply(params, images, poses).shape == (2, 1, 1, R)
+
+
+def test_paper_pyramid_layer_shapes(key):
+  """The spec's pyramid at 64 px: 2x2/2 convs to 32, 64, 128 channels, then 8x8/8 to 256."""
+  net = Representation("pyramid", 256)
+  shapes = jax.eval_shape(net.init, key, jnp.zeros((1, 1, 64, 64, 3)), jnp.zeros((1, 1, 7)))
+  kernels = [shapes["params"]["pyramid"][f"Conv_{i}"]["kernel"].shape for i in range(4)]
+  assert kernels == [(2, 2, 10, 32), (2, 2, 32, 64), (2, 2, 64, 128), (8, 8, 128, 256)]
