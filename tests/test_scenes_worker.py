@@ -30,7 +30,6 @@ def test_a_crashed_worker_is_reported_and_replaced():
     first = pool.call("render_scene", "shepard_metzler_5_parts", "train", 1, 16, 0)[0]
     process = pool._processes[0]  # pylint: disable=protected-access
     process._process.kill()  # pylint: disable=protected-access
-    process._process.wait()  # pylint: disable=protected-access
     with pytest.raises(worker.WorkerError, match="render worker stopped"):
       pool.call("render_scene", "shepard_metzler_5_parts", "train", 1, 16, 0)
     again = pool.call("render_scene", "shepard_metzler_5_parts", "train", 1, 16, 0)[0]
