@@ -1,9 +1,10 @@
 """The scene generator as an Apache Beam pipeline, for generating beyond one machine.
 
 Same scenes, same files as ``generate.write_dataset``: each scene is rendered by the same
-per-scene function (``scene.scene_jpegs``, in a render worker process: see worker.py), records are grouped by shard, and each shard is
-written in scene order with ``shards.ShardWriter`` (temporary names, renamed when complete).
-Shards already complete are left out when the pipeline is built.
+per-scene function (``scene.scene_jpegs``, in a render worker process: see worker.py), records
+are grouped by shard, and each shard is written in scene order with ``shards.ShardWriter``
+(temporary names, renamed when complete). Shards already complete are left out when the
+pipeline is built.
 
 The shard writer uses local file operations, so ``root`` must be a file system that every Beam
 worker sees (the DirectRunner's local disk, or a shared mount).
@@ -67,9 +68,10 @@ def build(pipeline, name: str, root, *, train_scenes: int, test_scenes: int,
 def run(name: str, root, *, train_scenes: int, test_scenes: int, scenes_per_shard: int = 100,
         image_size: int = 64, seed: int = 0, pipeline_options=None) -> pathlib.Path:
   """Runs the pipeline (the DirectRunner unless ``pipeline_options`` say otherwise)."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  from gqn_jax import generate  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from gqn_jax import generate
   generate.check_arguments(name, train_scenes=train_scenes, test_scenes=test_scenes,
                            scenes_per_shard=scenes_per_shard, image_size=image_size, seed=seed,
                            workers=None)
