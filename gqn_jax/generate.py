@@ -3,8 +3,17 @@ r"""Generates GQN scenes with MuJoCo, in the released datasets' format and layou
 Writes ``<root>/<name>/<train|test>/<i>-of-<n>.tfrecord`` (one ``tf.train.Example`` per scene, as
 ``released_format`` defines it) and ``<shard>.factors.jsonl`` beside each shard with every
 scene's factors (shapes, colours, positions, textures, lights). Scene ``i`` of a split depends
-only on (seed, split, i); reruns skip complete shards. The camera convention is documented in
-``gqn_jax/scenes/camera.py``.
+only on (seed, split, i); reruns skip complete shards.
+
+Camera records (x, y, z, yaw, pitch), as ``gqn_jax/scenes/camera.py`` defines and the tests
+check against the rendered images: z is up (rooms: floor at z = 0, centre at x = y = 0; 7 x 7
+units); yaw is the heading of the view in the x-y plane, 0 along +x, growing counter-clockwise
+seen from above (pi/2 looks along +y); pitch > 0 looks up; no roll; pinhole camera with a
+50 degree vertical field of view.
+
+Rendering runs in ``python -m gqn_jax.scenes.worker`` child processes (MuJoCo with OSMesa on CPU
+machines, EGL with an NVIDIA GPU, or what ``MUJOCO_GL`` says), never next to TensorFlow: see
+``gqn_jax/scenes/worker.py``.
 
 Examples::
 
