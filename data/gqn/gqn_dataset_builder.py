@@ -1,4 +1,4 @@
-"""TFDS dataset ``gqn``: DeepMind's released GQN scenes, and generated ones, losslessly.
+r"""TFDS dataset ``gqn``: DeepMind's released GQN scenes, and generated ones, losslessly.
 
 One builder config per released dataset, under its released name (``rooms_ring_camera``, ...,
 ``mazes``), reading the TFRecords fetched with ``gsutil`` from ``--manual_dir``; and one per
@@ -9,13 +9,24 @@ generating a small set there first.
 Released data (``<manual_dir>/<name>/{train,test}/*.tfrecord``)::
 
   gsutil -m cp -R gs://gqn-dataset/rooms_ring_camera data/downloads
-  .venv/bin/tfds build data/gqn --config=rooms_ring_camera --manual_dir=data/downloads \\
-      --data_dir=data/tfds --file_format=array_record \\
+  .venv/bin/tfds build data/gqn --config=rooms_ring_camera --manual_dir=data/downloads \
+      --data_dir=data/tfds --file_format=array_record \
       --beam_pipeline_options="direct_running_mode=multi_processing,direct_num_workers=2"
+
+(Beam 2.77's DirectRunner first tries its Prism runner, a binary it downloads, and falls back to
+the FnApiRunner, which runs the worker processes; ``runner=FnApiRunner,`` in front skips that.)
+
+The same conversion on Dataflow (needs ``pip install 'apache-beam[gcp]==2.77.0' build`` here;
+workers install gqn_jax from pyproject.toml and read the public bucket directly)::
+
+  .venv/bin/tfds build data/gqn --config=rooms_ring_camera --manual_dir=gs://gqn-dataset \
+      --data_dir=gs://<bucket>/tfds --file_format=array_record \
+      --beam_pipeline_options="runner=DataflowRunner,project=<project>,region=<region>,\
+temp_location=gs://<bucket>/tmp,setup_file=./pyproject.toml,max_num_workers=32"
 
 Generated data, no download::
 
-  .venv/bin/tfds build data/gqn --config=generated_rooms_ring_camera \\
+  .venv/bin/tfds build data/gqn --config=generated_rooms_ring_camera \
       --data_dir=data/tfds --file_format=array_record
 
 Every example is one scene:
@@ -43,6 +54,7 @@ import logging
 import os
 from pathlib import Path
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -106,7 +118,7 @@ def generated_root() -> Path:
   return Path(os.environ.get(GENERATED_ROOT_ENV, DEFAULT_GENERATED_ROOT))
 
 
-def _has_shards(dataset_dir: Path) -> bool:
+def _has_shards(dataset_dir: epath.Path) -> bool:
   return all((dataset_dir / split).is_dir() and any(
       scene_records.SHARD_PATTERN.match(p.name) for p in (dataset_dir / split).iterdir())
              for split in released_format.SPLITS)
@@ -145,7 +157,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(source / split, split)
             for split in released_format.SPLITS}
 
-  def _generate_examples(self, split_dir: Path, split: str):
+  def _generate_examples(self, split_dir: epath.Path, split: str):
     beam = tfds.core.lazy_imports.apache_beam
     shards = [str(path) for path in scene_records.list_shards(split_dir)]
     convert = functools.partial(
@@ -154,13 +166,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     # Reshuffle breaks fusion with Create, so that the shards spread over all workers.
     return beam.Create(shards) | beam.Reshuffle() | beam.FlatMap(convert)
 
-  def _source_dir(self, dl_manager) -> Path:
+  def _source_dir(self, dl_manager) -> epath.Path:
     """<root>/<name>, the directory holding the train/ and test/ shards."""
     config = self.builder_config
     # The property raises when the directory is missing or empty; the path itself is wanted
     # here to name it in our message and to fall back for generated configs.
     manual_dir = getattr(dl_manager, "_manual_dir", None)
-    manual_dir = Path(manual_dir) if manual_dir else None
+    manual_dir = epath.Path(manual_dir) if manual_dir else None
     if manual_dir is not None and _has_shards(manual_dir / config.source_name):
       return manual_dir / config.source_name
     if not config.generated:
@@ -170,7 +182,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           f"(--manual_dir={manual_dir}). Fetch the released data with\n  "
           + released_format.GSUTIL_COMMAND.format(name=config.source_name, manual_dir=where)
           + f"\nand pass --manual_dir={where}.")
-    root = generated_root()
+    root = epath.Path(generated_root())
     if not _has_shards(root / config.source_name):
       logging.warning("gqn/%s: no scenes under %s or %s; generating %d train and %d test scenes "
                       "into %s", config.name, manual_dir, root / config.source_name,

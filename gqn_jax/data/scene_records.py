@@ -14,9 +14,9 @@ import dataclasses
 import io
 import logging
 import re
-from pathlib import Path
 from typing import Iterator
 
+from etils import epath
 import numpy as np
 
 from gqn_jax import released_format
@@ -32,13 +32,14 @@ class SceneSpec:
   frame_size: int        # pixels per side of each frame.
 
 
-def list_shards(split_dir) -> list[Path]:
+def list_shards(split_dir) -> list[epath.Path]:
   """The ``<i>-of-<n>.tfrecord`` files of one split directory, in shard order.
 
+  ``split_dir`` may be local or remote (``gs://...``: Dataflow workers read the shards there).
   Raises FileNotFoundError when the directory holds none, ValueError when the names mix
   different totals n (two downloads in one directory).
   """
-  split_dir = Path(split_dir)
+  split_dir = epath.Path(split_dir)
   if not split_dir.is_dir():
     raise FileNotFoundError(f"{split_dir}: no such directory")
   matches = [(SHARD_PATTERN.match(p.name), p) for p in split_dir.iterdir()]
@@ -105,7 +106,7 @@ def scene_examples(path, spec: SceneSpec, split: str, skip_bad_records: bool = F
   The key ``<split>/<file>#<record>`` is also stored as the example's ``scene`` feature, so every
   example can be traced back to the record it came from.
   """
-  path = Path(path)
+  path = epath.Path(path)
   records = read_records(path)
   while True:
     try:
