@@ -78,6 +78,8 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
     process_index, process_count = jax.process_index(), jax.process_count()
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} must be in 0..{process_count - 1}")
   if global_batch_size % process_count:
     raise ValueError(f"global_batch_size={global_batch_size} is not divisible by the "
                      f"{process_count} processes")
@@ -94,7 +96,8 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
   source = builder.as_data_source(
       split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   records = len(source)
-  start, stop = process_index * records // process_count, (process_index + 1) * records // process_count
+  start = process_index * records // process_count
+  stop = (process_index + 1) * records // process_count
   if stop - start < batch_size:
     raise ValueError(f"{layout.where} {split}: process {process_index} of {process_count} gets "
                      f"{stop - start} scenes, fewer than its batch of {batch_size}")

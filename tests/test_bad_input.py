@@ -221,6 +221,7 @@ def test_pipeline_refuses_k_without_a_distinct_query(tmp_path_factory):
     ({"global_batch_size": 3, "process_count": 2}, "global_batch_size=3 is not divisible"),
     ({"pose_order": "xyz"}, "pose_order must be one of"),
     ({"global_batch_size": 200}, "fewer than its batch of 200"),
+    ({"process_index": 2, "process_count": 2}, r"process_index=2 must be in 0..1"),
 ])
 def test_pipeline_refuses_impossible_options(tmp_path_factory, kwargs, message):
   data_dir, _, _ = _data_builder.prepared(tmp_path_factory)

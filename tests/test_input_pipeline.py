@@ -261,8 +261,9 @@ def test_reader_process_imports_no_tensorflow(prepared):
   code = (
       "import sys\n"
       "from gqn_jax import input_pipeline\n"
-      f"ds = input_pipeline.create_dataset('rooms_ring_camera', 'train', data_dir={str(data_dir)!r},"
-      " global_batch_size=2, image_size=16, process_index=0, process_count=1)\n"
+      "ds = input_pipeline.create_dataset('rooms_ring_camera', 'train',"
+      f" data_dir={str(data_dir)!r}, global_batch_size=2, image_size=16, process_index=0,"
+      " process_count=1)\n"
       "batch = next(iter(ds))\n"
       "assert batch['query_image'].shape == (2, 16, 16, 3)\n"
       "loaded = [m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')]\n"

@@ -107,7 +107,8 @@ def test_generated_config_generates_when_nothing_is_there(tmp_path, monkeypatch)
   monkeypatch.setitem(sys.modules, "gqn_jax.generate", fake)
   monkeypatch.setenv("GQN_GENERATED_DIR", str(tmp_path / "generated"))
   config = _data_builder.builder_module().GqnConfig(
-      name="generated_shepard_metzler_5_parts-small", generate_train_scenes=6, generate_test_scenes=3)
+      name="generated_shepard_metzler_5_parts-small", generate_train_scenes=6,
+      generate_test_scenes=3)
   builder = _data_builder.build(config, tmp_path / "no_manual", tmp_path / "tfds")
   assert [call[:5] for call in calls] == [
       ("shepard_metzler_5_parts", tmp_path / "generated", 6, 3, 64)]
