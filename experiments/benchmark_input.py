@@ -14,7 +14,9 @@ Keep it short on shared machines: the defaults take about a minute on 2 cores.
 """
 
 import json
+import os
 import pathlib
+import resource
 import shutil
 import sys
 import tempfile
@@ -47,6 +49,17 @@ _SCENES_PER_FILE = flags.DEFINE_list(
 _OUTPUT = flags.DEFINE_string("output", None, "Write the figures as JSON here.")
 
 NAME = "rooms_ring_camera"
+
+
+def _cpu_seconds() -> float:
+  """CPU time of this process and its finished children (Beam's worker processes).
+
+  Other users of the machine slow the wall clock but not this, so it gives the cost per scene
+  on an idle machine; the wall-clock rates are also reported, with the load average.
+  """
+  own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                       resource.RUSAGE_CHILDREN))
+  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _source(workdir: pathlib.Path) -> pathlib.Path:
@@ -86,10 +99,11 @@ def _build(manual: pathlib.Path, data_dir: pathlib.Path):
       f"--runner={_BEAM_RUNNER.value}", "--direct_running_mode=multi_processing",
       f"--direct_num_workers={_DIRECT_WORKERS.value}"])
   config = tfds.download.DownloadConfig(manual_dir=str(manual), beam_options=options)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), _cpu_seconds()
   builder.download_and_prepare(download_config=config)
-  seconds = time.perf_counter() - start
-  return seconds, sum(split.num_examples for split in builder.info.splits.values()), data_dir
+  seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+  scenes = sum(split.num_examples for split in builder.info.splits.values())
+  return seconds, cpu, scenes, data_dir
 
 
 def _conversion(workdir: pathlib.Path, source: pathlib.Path):
@@ -97,31 +111,39 @@ def _conversion(workdir: pathlib.Path, source: pathlib.Path):
   for shards in (int(s) for s in _SHARDS.value):
     manual = workdir / f"manual_{shards}"
     size = _manual_dir(source, manual, shards)
-    seconds, scenes, data_dir = _build(manual, workdir / f"tfds_{shards}")
+    seconds, cpu, scenes, data_dir = _build(manual, workdir / f"tfds_{shards}")
     runs.append({"train_shards": shards, "scenes": scenes, "input_mb": size / 1e6,
-                 "seconds": seconds, "scenes_per_s": scenes / seconds,
-                 "mb_per_s": size / 1e6 / seconds})
-    print(f"conversion: {scenes} scenes, {size / 1e6:.1f} MB in {seconds:.1f} s "
-          f"({scenes / seconds:.0f} scenes/s, {size / 1e6 / seconds:.1f} MB/s overall)")
+                 "seconds": seconds, "cpu_seconds": cpu, "scenes_per_s": scenes / seconds,
+                 "mb_per_s": size / 1e6 / seconds, "load_average": os.getloadavg()[0]})
+    print(f"conversion: {scenes} scenes, {size / 1e6:.1f} MB in {seconds:.1f} s, "
+          f"{cpu:.1f} CPU s ({scenes / seconds:.0f} scenes/s, {size / 1e6 / seconds:.1f} MB/s "
+          f"overall; load average {os.getloadavg()[0]:.1f})")
   small, large = runs[0], runs[-1]
   extra = large["seconds"] - small["seconds"]
-  marginal = {"scenes_per_s": (large["scenes"] - small["scenes"]) / extra,
+  extra_scenes = large["scenes"] - small["scenes"]
+  cpu_per_scene = (large["cpu_seconds"] - small["cpu_seconds"]) / extra_scenes
+  marginal = {"scenes_per_s": extra_scenes / extra,
               "mb_per_s": (large["input_mb"] - small["input_mb"]) / extra,
-              "startup_s": small["seconds"] - small["scenes"] / (
-                  (large["scenes"] - small["scenes"]) / extra)}
+              "startup_s": small["seconds"] - small["scenes"] * extra / extra_scenes,
+              "cpu_ms_per_scene": cpu_per_scene * 1e3,
+              "scenes_per_cpu_s": 1 / cpu_per_scene}
   print(f"conversion, marginal: {marginal['scenes_per_s']:.0f} scenes/s, "
-        f"{marginal['mb_per_s']:.1f} MB/s with {_DIRECT_WORKERS.value} DirectRunner workers; "
-        f"start-up {marginal['startup_s']:.1f} s")
+        f"{marginal['mb_per_s']:.1f} MB/s wall clock with {_DIRECT_WORKERS.value} DirectRunner "
+        f"workers; start-up {marginal['startup_s']:.1f} s; {cpu_per_scene * 1e3:.2f} CPU ms "
+        f"per scene = {1 / cpu_per_scene:.0f} scenes/s per idle core")
   bytes_per_scene = large["input_mb"] * 1e6 / large["scenes"]
   estimates = []
   for per_file in (int(s) for s in _SCENES_PER_FILE.value):
     scenes = per_file * (_TRAIN_FILES.value + _TEST_FILES.value)
     hours = scenes / marginal["scenes_per_s"] / 3600
+    cpu_hours = scenes * cpu_per_scene / 3600
     estimates.append({"scenes_per_file": per_file, "scenes": scenes,
-                      "input_gb": scenes * bytes_per_scene / 1e9, "hours": hours})
+                      "input_gb": scenes * bytes_per_scene / 1e9, "hours": hours,
+                      "cpu_hours": cpu_hours})
     print(f"full {NAME} at {per_file} scenes/file: {scenes / 1e6:.2f} M scenes, "
-          f"~{scenes * bytes_per_scene / 1e9:.0f} GB, {hours:.1f} h at this rate "
-          f"({hours * _DIRECT_WORKERS.value:.1f} worker-hours)")
+          f"~{scenes * bytes_per_scene / 1e9:.0f} GB: {hours:.1f} h at the measured wall-clock "
+          f"rate; {cpu_hours:.1f} CPU hours, i.e. {cpu_hours / _DIRECT_WORKERS.value:.1f} h on "
+          f"{_DIRECT_WORKERS.value} idle cores")
   return {"runs": runs, "marginal": marginal, "bytes_per_scene": bytes_per_scene,
           "rooms_ring_camera_estimates": estimates}, data_dir
 
@@ -138,18 +160,21 @@ def _pipeline(data_dir: pathlib.Path):
       iterator = iter(dataset)
       for _ in range(5):  # warm up threads, workers and file handles.
         next(iterator)
-      batches, start = 0, time.perf_counter()
+      batches, start, cpu = 0, time.perf_counter(), _cpu_seconds()
       while time.perf_counter() - start < _SECONDS.value:
         next(iterator)
         batches += 1
-      seconds = time.perf_counter() - start
-      scenes = batches * _BATCH_SIZE.value / seconds
+      seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+      scenes = batches * _BATCH_SIZE.value
       results.append({"image_size": size, "batch_size": _BATCH_SIZE.value,
                       "worker_count": workers, "read_threads": _READ_THREADS.value,
-                      "batches_per_s": batches / seconds, "scenes_per_s": scenes})
+                      "batches_per_s": batches / seconds, "scenes_per_s": scenes / seconds,
+                      "cpu_us_per_scene": cpu / scenes * 1e6,
+                      "load_average": os.getloadavg()[0]})
       print(f"pipeline: {size} px, batch {_BATCH_SIZE.value}, {workers} workers, "
             f"{_READ_THREADS.value} threads: {batches / seconds:.0f} batches/s, "
-            f"{scenes:.0f} scenes/s")
+            f"{scenes / seconds:.0f} scenes/s; {cpu / scenes * 1e6:.0f} CPU us per scene "
+            f"(load average {os.getloadavg()[0]:.1f})")
       del iterator
   return results
 
