@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo bench summary clean
+.PHONY: setup system-packages test test-fast demo bench bench-generate bench-input summary \
+	contact-sheets tfds-generated clean
 
 setup: $(STAMP)
 
@@ -38,8 +39,26 @@ test-fast: setup
 summary: setup
 	$(PY) -m gqn_jax.summary --config=gqn_jax/configs/paper.py
 
+# The README's main job: generate rooms, train the demo model, render novel views.
+demo: setup
+	bash experiments/demo.sh
+
+# gqn_jax against the PyTorch baseline; writes JSON and the markdown table the README quotes.
 bench: setup
 	$(PY) experiments/benchmark.py --output=experiments/results/benchmark.json
+
+bench-generate: setup
+	$(PY) experiments/benchmark_generate.py --output=experiments/results/benchmark_generate.json
+
+bench-input: setup
+	$(PY) experiments/benchmark_input.py --output=experiments/results/benchmark_input.json
+
+contact-sheets: setup
+	$(PY) -m gqn_jax.generate --name=rooms_ring_camera --contact_sheet=docs/images/contact_sheet_rooms.png --contact_sheet_scenes=5
+	$(PY) -m gqn_jax.generate --name=shepard_metzler_7_parts --contact_sheet=docs/images/contact_sheet_shepard_metzler.png --contact_sheet_scenes=5
+
+tfds-generated: setup
+	$(VENV)/bin/tfds build data/gqn --config=generated_rooms_ring_camera --data_dir=data/tfds --file_format=array_record
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

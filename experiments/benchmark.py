@@ -1,0 +1,299 @@
+"""Train-step speed, compile time and memory of gqn_jax, and of the PyTorch baseline beside it.
+
+  .venv/bin/python experiments/benchmark.py --output=experiments/results/benchmark.json
+  .venv/bin/python experiments/benchmark.py --suite=gpu --output=...   # on a machine with a GPU
+  .venv/bin/python experiments/benchmark.py --suite=smoke              # a quick check
+
+Every measurement runs in a fresh process (so its peak resident memory is its own), gqn_jax and
+PyTorch alternating case by case, so that load from elsewhere hits both alike. A record:
+
+  {impl, case, config, batch, context_views, steps_per_s, scenes_per_s, step_s (median),
+   compile_s, peak_mem_mib, flops_per_step, achieved_gflops, fraction_of_matmul_peak}
+
+``flops_per_step`` is XLA's cost analysis of the same step compiled with the scan fully
+unrolled: cost analysis counts a while loop's body once, so the scanned program's own count is
+~L times too small. ``fraction_of_matmul_peak`` divides the achieved rate by the rate of a large
+float32 matmul measured in the same run. Results: a JSON list (``--output``) and a markdown
+table (``--table``, default beside the JSON) that the README quotes.
+"""
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import pathlib
+import platform
+import resource
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gqn_jax.config import ModelConfig  # noqa: E402
+
+PAPER = {}  # ModelConfig() is the paper's architecture.
+DEMO = dict(image_size=32, representation="pool", r_channels=128, steps=6, hidden_channels=64,
+            canvas_channels=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  name: str
+  model: dict
+  batch: int
+  context_views: int = 5
+  impls: tuple = ("gqn_jax", "pytorch")
+  flops: bool = True          # also compile the unrolled step for its FLOP count.
+  compile_only: bool = False  # measure compile time only (no steps).
+
+
+SUITES = {
+    # This 2-core CPU: the paper architecture at a small batch, the demo model, the scan's
+    # compile time against L, and what each of our speed and memory options buys.
+    "cpu": [
+        Case("paper-tower", PAPER, batch=4),
+        Case("paper-pool", dict(representation="pool"), batch=4),
+        Case("paper-tower-remat", dict(remat=True), batch=4, impls=("gqn_jax",), flops=False),
+        Case("demo", DEMO, batch=16),
+        Case("paper-tower-L2", dict(steps=2), batch=4, impls=("gqn_jax",), flops=False),
+        Case("paper-tower-L2-xla-conv-grads", dict(steps=2, conv_backend="xla"), batch=4,
+             impls=("gqn_jax",), flops=False),
+        Case("compile-L2", dict(steps=2), batch=4, impls=("gqn_jax",), flops=False,
+             compile_only=True),
+        Case("compile-L12", PAPER, batch=4, impls=("gqn_jax",), flops=False, compile_only=True),
+    ],
+    # An accelerator: the paper's batch, float32 and bfloat16 compute.
+    "gpu": [
+        Case("paper-tower-b36-f32", PAPER, batch=36, impls=("gqn_jax",)),
+        Case("paper-tower-b36-bf16", dict(dtype="bfloat16"), batch=36, impls=("gqn_jax",),
+             flops=False),
+        Case("paper-tower-b36-f32-remat", dict(remat=True), batch=36, impls=("gqn_jax",),
+             flops=False),
+    ],
+    "smoke": [
+        Case("smoke", dict(image_size=16, r_channels=16, steps=2, hidden_channels=8,
+                           canvas_channels=8, latent_channels=2), batch=2, context_views=2),
+    ],
+}
+
+
+def _peak_mib():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _timed(fn, warmup_steps, timed_steps):
+  for _ in range(warmup_steps):
+    fn()
+  durations = []
+  for _ in range(timed_steps):
+    start = time.perf_counter()
+    fn()
+    durations.append(time.perf_counter() - start)
+  return durations
+
+
+def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
+  """Compiles and times gqn_jax's jitted train step (meant for a process of its own)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gqn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
+  from gqn_jax.model import GQN  # pylint: disable=g-import-not-at-top
+
+  model_cfg = config_lib.model_config(dataclasses.asdict(ModelConfig()) | case.model)
+  optim_cfg = config_lib.OptimConfig()
+  model = GQN(model_cfg)
+  state = ts.create_train_state(model, optim_cfg, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {name: jax.numpy.asarray(rng.random(x.shape, dtype=np.float32) if x.dtype != bool
+                                   else np.ones(x.shape, bool))
+           for name, x in ts.dummy_batch(model_cfg, case.batch, case.context_views).items()}
+  step = ts.jit_train_step(model, optim_cfg)
+  key = jax.random.key(1)
+  start = time.perf_counter()
+  compiled = step.lower(state, batch, key).compile()
+  compile_s = time.perf_counter() - start
+  record = {"compile_s": compile_s, "parameters": int(sum(x.size for x in
+                                                          jax.tree.leaves(state.params)))}
+  if not case.compile_only:
+    holder = [state]
+
+    def run():
+      holder[0], metrics = compiled(holder[0], batch, key)
+      if not np.isfinite(float(metrics["loss"])):
+        raise FloatingPointError("non-finite loss")
+
+    durations = _timed(run, warmup_steps, timed_steps)
+    record.update(step_s=statistics.median(durations), all_step_s=durations)
+  record["peak_mem_mib"] = _peak_mib()
+  if case.flops:
+    unrolled = GQN(dataclasses.replace(model_cfg, scan_unroll=model_cfg.steps))
+    cost = jax.jit(ts.make_train_step(unrolled, optim_cfg)).lower(
+        holder[0] if not case.compile_only else state, batch, key).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    record["flops_per_step"] = float(cost["flops"])
+  record.update(jax=jax.__version__, device=str(jax.devices()[0].device_kind),
+                dtype=model_cfg.dtype)
+  return record
+
+
+def measure_torch(case: Case, warmup_steps: int, timed_steps: int) -> dict:
+  from experiments import benchmark_torch  # pylint: disable=g-import-not-at-top
+  from gqn_jax.config import model_config  # pylint: disable=g-import-not-at-top
+  config = model_config(dataclasses.asdict(ModelConfig()) | case.model)
+  record = benchmark_torch.measure(config, case.batch, case.context_views, warmup_steps,
+                                   timed_steps, compile=False, threads=0)
+  record["all_step_s"] = record.pop("step_s")
+  record["step_s"] = record.pop("median_step_s")
+  return record
+
+
+def measure_matmul_peak(size: int = 4096, repeats: int = 5) -> float:
+  """GFLOP/s of a float32 [size x size] @ [size x size] matmul, the best of ``repeats``."""
+  import jax  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.key(0), (size, size))
+  matmul = jax.jit(lambda a: a @ a)
+  matmul(a).block_until_ready()
+  best = min(_timed(lambda: matmul(a).block_until_ready(), 0, repeats))
+  return 2 * size ** 3 / best / 1e9
+
+
+def _child(queue, fn, args):
+  try:
+    queue.put(("ok", fn(*args)))
+  except Exception as error:  # pylint: disable=broad-except
+    queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def isolated(fn, *args):
+  """fn(*args) in a fresh spawned process; its peak memory and compile caches are its own."""
+  context = multiprocessing.get_context("spawn")
+  queue = context.Queue()
+  process = context.Process(target=_child, args=(queue, fn, args))
+  process.start()
+  status, result = queue.get()
+  process.join()
+  if status != "ok":
+    raise RuntimeError(result)
+  return result
+
+
+def run_case(case: Case, impl: str, warmup_steps: int, timed_steps: int,
+             peak_gflops: float) -> dict:
+  measure = measure_jax if impl == "gqn_jax" else measure_torch
+  raw = isolated(measure, case, warmup_steps, timed_steps)
+  record = {"impl": impl, "case": case.name,
+            "config": dataclasses.asdict(ModelConfig()) | case.model,
+            "batch": case.batch, "context_views": case.context_views,
+            "compile_s": raw.get("compile_s"), "peak_mem_mib": raw["peak_mem_mib"],
+            "step_s": raw.get("step_s")}
+  if record["step_s"]:
+    record["steps_per_s"] = 1.0 / record["step_s"]
+    record["scenes_per_s"] = case.batch / record["step_s"]
+  record["detail"] = {k: v for k, v in raw.items() if k not in record}
+  return record
+
+
+def add_flop_rates(records, peak_gflops):
+  """Both implementations compute the same model, so gqn_jax's FLOP count rates them both.
+
+  (PyTorch's naive formulation does more arithmetic than that count; the rate is 'useful'
+  FLOP/s: the model's arithmetic as we compute it, over the step's time.)
+  """
+  flops = {r["case"]: r["detail"]["flops_per_step"] for r in records
+           if "flops_per_step" in r.get("detail", {})}
+  for record in records:
+    if record["case"] in flops and record.get("step_s"):
+      record["flops_per_step"] = flops[record["case"]]
+      record["achieved_gflops"] = flops[record["case"]] / record["step_s"] / 1e9
+      record["fraction_of_matmul_peak"] = record["achieved_gflops"] / peak_gflops
+
+
+def markdown_table(records, peak_gflops, machine) -> str:
+  lines = [f"Machine: {machine}; float32 matmul peak measured in the run: "
+           f"{peak_gflops:.0f} GFLOP/s.", "",
+           "| case | impl | batch | step (s) | scenes/s | compile (s) | peak mem (MiB) "
+           "| GFLOP/step | achieved GFLOP/s | of peak |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  fmt = lambda v, spec: "" if v is None else format(v, spec)
+  for r in records:
+    lines.append(
+        f"| {r['case']} | {r['impl']} | {r['batch']} | {fmt(r.get('step_s'), '.2f')} | "
+        f"{fmt(r.get('scenes_per_s'), '.2f')} | {fmt(r.get('compile_s'), '.1f')} | "
+        f"{r['peak_mem_mib']:.0f} | {fmt(r.get('flops_per_step') and r['flops_per_step'] / 1e9, '.0f')} | "
+        f"{fmt(r.get('achieved_gflops'), '.0f')} | {fmt(r.get('fraction_of_matmul_peak'), '.0%')} |")
+  ratios = _ratios(records)
+  if ratios:
+    lines += ["", "Ratios from this run:"] + [f"- {line}" for line in ratios]
+  return "\n".join(lines) + "\n"
+
+
+def _ratios(records):
+  by = {(r["case"], r["impl"]): r for r in records}
+  out = []
+  for (case, impl), r in by.items():
+    torch = by.get((case, "pytorch"))
+    if impl == "gqn_jax" and torch and r.get("step_s") and torch.get("step_s"):
+      out.append(f"{case}: gqn_jax step time / PyTorch = {r['step_s'] / torch['step_s']:.2f} "
+                 f"(throughput x{torch['step_s'] / r['step_s']:.2f}); peak memory / PyTorch = "
+                 f"{r['peak_mem_mib'] / torch['peak_mem_mib']:.2f}")
+  remat, plain = by.get(("paper-tower-remat", "gqn_jax")), by.get(("paper-tower", "pytorch"))
+  if remat and plain:
+    out.append(f"paper-tower with remat: gqn_jax peak memory / PyTorch = "
+               f"{remat['peak_mem_mib'] / plain['peak_mem_mib']:.2f}")
+  short, full = by.get(("compile-L2", "gqn_jax")), by.get(("compile-L12", "gqn_jax"))
+  if short and full:
+    out.append(f"compile time L=12 / L=2 = {full['compile_s'] / short['compile_s']:.2f}")
+  xla, ours = (by.get(("paper-tower-L2-xla-conv-grads", "gqn_jax")),
+               by.get(("paper-tower-L2", "gqn_jax")))
+  if xla and ours and xla.get("step_s") and ours.get("step_s"):
+    out.append(f"L=2 step with XLA's own conv gradients in the scan / with explicit_vjp = "
+               f"{xla['step_s'] / ours['step_s']:.1f}")
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--suite", choices=sorted(SUITES), default="cpu")
+  parser.add_argument("--cases", nargs="*", help="only these case names")
+  parser.add_argument("--impls", nargs="*", default=["gqn_jax", "pytorch"])
+  parser.add_argument("--warmup_steps", type=int, default=1)
+  parser.add_argument("--timed_steps", type=int, default=3)
+  parser.add_argument("--output", type=pathlib.Path, help="JSON list of records")
+  parser.add_argument("--table", type=pathlib.Path, help="markdown table (default: beside "
+                      "--output, .md)")
+  args = parser.parse_args(argv)
+  cases = [c for c in SUITES[args.suite] if not args.cases or c.name in args.cases]
+  if not cases:
+    parser.error(f"no case of suite {args.suite!r} is named {args.cases}; known: "
+                 f"{[c.name for c in SUITES[args.suite]]}")
+  peak = isolated(measure_matmul_peak)
+  print(f"float32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
+  records = []
+  for case in cases:
+    for impl in case.impls:
+      if impl not in args.impls:
+        continue
+      print(f"{case.name} / {impl} ...", flush=True)
+      record = run_case(case, impl, args.warmup_steps, args.timed_steps, peak)
+      records.append(record)
+      print("  " + json.dumps({k: v for k, v in record.items() if k not in ("config", "detail")}),
+            flush=True)
+  add_flop_rates(records, peak)
+  machine = f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores"
+  devices = {r["detail"].get("device") for r in records if r["impl"] == "gqn_jax"} - {None}
+  if devices:
+    machine += f", JAX device: {', '.join(sorted(devices))}"
+  table = markdown_table(records, peak, machine)
+  print(table)
+  if args.output:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"matmul_peak_gflops": peak, "machine": machine,
+                                       "records": records}, indent=1))
+    (args.table or args.output.with_suffix(".md")).write_text(table)
+
+
+if __name__ == "__main__":
+  main()
