@@ -1,0 +1,374 @@
+"""Held-out metrics of a trained GQN, next to two trivial predictors on the same scenes.
+
+For every number of context views M = 1..K, each held-out scene is scored by
+
+* the model: the negative ELBO (NLL + KL, z from the posterior) in nats per image and bits per
+  dimension, and PSNR / SSIM of its predictive mean (the average of ``samples`` prior samples)
+  and of single prior samples;
+* ``nearest_view``: the context view whose pose is closest to the query pose, as the prediction;
+* ``mean_image``: the mean training image, whatever the context.
+
+The baselines are scored under the same Gaussian likelihood (pixel sigma) as the model, with no
+latent (KL = 0), so their negative ELBO is their NLL: a model that does not beat them has learned
+nothing about the scene. ``nll_floor_nats`` is the NLL of a perfect mean under that sigma.
+
+Everything random is a fixed function of the seed and the scene (its frames: of its name; its
+latent draws: of its index among the evaluated scenes), never of the batch size, and each scene
+keeps the same K + 1 frames for every M (the first M of its K context views). So two evaluations
+of one checkpoint give identical numbers, and the rows for different M differ only in the
+context.
+
+  config, params = evaluation.load_checkpoint(workdir)
+  batches, count = evaluation.held_out_batches(config, "test", data_dir, num_scenes=64,
+                                               batch_size=8)
+  mean = evaluation.mean_training_image(config, data_dir, scenes=100)
+  results = evaluation.evaluate(model_config, params, batches, mean_image=mean, sigma=0.7)
+  print(evaluation.format_table(results))
+"""
+
+import dataclasses
+import functools
+import math
+import pathlib
+from typing import Any, Iterable, Mapping
+
+import dm_pix as pix
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gqn_jax import config as config_lib
+from gqn_jax import objective
+from gqn_jax.figures import scenes as scenes_lib
+from gqn_jax.model import GQN
+from gqn_jax.train_step import latent_noise
+
+LN_2 = math.log(2.0)
+PREDICTORS = ("gqn", "nearest_view", "mean_image")
+# Random streams, folded into the seed's key: the posterior draw of the ELBO, then one per sample.
+_POSTERIOR_STREAM = 0
+
+
+# --- Image metrics -------------------------------------------------------------------------------
+
+def psnr(prediction, target):
+  """Peak signal-to-noise ratio in dB of images in [0, 1]; [..., H, W, 3] -> [...].
+
+  Leading axes broadcast (e.g. samples [S, B, ...] against targets [B, ...]).
+  """
+  return _per_image(pix.psnr, prediction, target)
+
+
+def ssim(prediction, target):
+  """Structural similarity (dm-pix: 11x11 Gaussian window, sigma 1.5) of images in [0, 1]."""
+  return _per_image(lambda a, b: pix.ssim(a, b, max_val=1.0), prediction, target)
+
+
+def _per_image(metric, prediction, target):
+  """dm-pix metrics take [N, H, W, C]; this takes any broadcastable leading axes."""
+  prediction, target = jnp.broadcast_arrays(jnp.asarray(prediction, jnp.float32),
+                                            jnp.asarray(target, jnp.float32))
+  batch_shape = prediction.shape[:-3]
+  flat = lambda x: x.reshape((-1,) + x.shape[-3:])
+  return metric(flat(prediction), flat(target)).reshape(batch_shape)
+
+
+def bits_per_dimension(nats_per_image, dimensions: int):
+  """Nats per image -> bits per sub-pixel."""
+  return nats_per_image / (dimensions * LN_2)
+
+
+def nearest_view(context_images, context_poses, context_mask, query_pose):
+  """The real context view whose 7-D pose is nearest the query pose (Euclidean): [B, H, W, 3].
+
+  The 7-D pose mixes position (scene units) with sines and cosines of yaw and pitch, so a view
+  from the same place facing elsewhere is far, as it should be for predicting an image.
+  """
+  distance = jnp.linalg.norm(context_poses - query_pose[:, None, :], axis=-1)  # [B, K]
+  distance = jnp.where(context_mask, distance, jnp.inf)
+  index = jnp.argmin(distance, axis=1)
+  return jnp.take_along_axis(context_images, index[:, None, None, None, None], axis=1)[:, 0]
+
+
+# --- The model, used deterministically ----------------------------------------------------------
+
+class Inference:
+  """Jitted uses of one trained model: representations, prior samples, ELBO terms.
+
+  Latent noise is passed in (``noise``), never drawn inside, so callers decide what is random.
+  """
+
+  def __init__(self, model_cfg: config_lib.ModelConfig, params):
+    self.config = model_cfg
+    self.params = params
+    model = GQN(model_cfg)
+    self.model = model
+    self._represent = jax.jit(lambda params, images, poses, mask: model.apply(
+        {"params": params}, images, poses, mask, method=GQN.represent))
+    self._render = jax.jit(lambda params, r, pose, noise: model.apply(
+        {"params": params}, r, pose, noise, method=_render_from_representation))
+
+  def represent(self, images, poses, mask=None):
+    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R]."""
+    if mask is None:
+      mask = np.ones(images.shape[:2], bool)
+    return self._represent(self.params, images, poses, mask)
+
+  def render(self, r, query_pose, noise):
+    """Observation means for query poses [B, 7] from representations r (z from the prior)."""
+    return self._render(self.params, r, query_pose, noise)
+
+  def noise(self, key, batch_size: int, offset: int = 0):
+    """[B, L, G, G, Z] standard normals; row b depends only on (key, offset + b)."""
+    return latent_noise(key, self.config, batch_size, offset)
+
+
+def _render_from_representation(module: GQN, r, query_pose, noise):
+  return module.generator(r, query_pose, None, noise)[0]
+
+
+# --- Held-out data --------------------------------------------------------------------------------
+
+def scene_batch(scenes, views: int, seed: int) -> dict[str, np.ndarray]:
+  """Scenes -> a batch of the input contract with ``views`` real context views and a query.
+
+  Each scene's K + 1 frames are ``Scene.views(seed, K + 1)``: a function of the seed and the
+  scene's name only, so a scene gets the same views whatever batch it lands in.
+  """
+  chosen = [scene.views(seed, views + 1) for scene in scenes]
+  return {
+      "context_images": np.stack([s.images[c[:views]] for s, c in zip(scenes, chosen)]),
+      "context_poses": np.stack([s.poses[c[:views]] for s, c in zip(scenes, chosen)]),
+      "context_mask": np.ones((len(scenes), views), bool),
+      "query_image": np.stack([s.images[c[views]] for s, c in zip(scenes, chosen)]),
+      "query_pose": np.stack([s.poses[c[views]] for s, c in zip(scenes, chosen)]),
+  }
+
+
+def held_out_batches(config, split: str, data_dir, *, num_scenes: int | None, batch_size: int,
+                     seed: int = 0, max_context_views: int | None = None):
+  """(batches, scene count): the first ``num_scenes`` scenes of ``split`` (None or more than
+  there are: all), in stored order, as batches with all K context views real (``scene_batch``).
+
+  The last batch may be smaller. Batches are read lazily, ``batch_size`` scenes at a time.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+  views = max_context_views or config.data.max_context_views
+  stored = scenes_lib.split_size(config.data.dataset, split, data_dir)
+  count = stored if num_scenes is None else min(num_scenes, stored)
+
+  def batches():
+    for first in range(0, count, batch_size):
+      scenes = scenes_lib.read_scenes(
+          config.data.dataset, split, data_dir, count=min(batch_size, count - first),
+          first=first, image_size=config.model.image_size, pose_order=config.model.pose_order)
+      yield scene_batch(scenes, views, seed)
+
+  return batches(), count
+
+
+def mean_training_image(config, data_dir, *, scenes: int, chunk: int = 32) -> np.ndarray:
+  """float32 [H, W, 3]: the mean of every frame of the first ``scenes`` training scenes."""
+  count = min(scenes, scenes_lib.split_size(config.data.dataset, "train", data_dir))
+  if count < 1:
+    raise ValueError(f"{config.data.dataset} train: no scenes for the mean image")
+  total, frames = 0.0, 0
+  for first in range(0, count, chunk):
+    for scene in scenes_lib.read_scenes(config.data.dataset, "train", data_dir,
+                                        count=min(chunk, count - first), first=first,
+                                        image_size=config.model.image_size):
+      total = total + scene.images.sum(axis=0, dtype=np.float64)
+      frames += len(scene.images)
+  return (total / frames).astype(np.float32)
+
+
+# --- Evaluation --------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=8)
+def _per_scene_metrics(model_cfg: config_lib.ModelConfig, samples: int):
+  """A jitted function (params, batch, views, sigma, mean_image, key, offset) -> {name: [B]}.
+
+  Cached per architecture, so evaluating several checkpoints (or twice) compiles once.
+  """
+  model = GQN(model_cfg)
+  dimensions = 3 * model_cfg.image_size ** 2
+
+  def scores(prediction, target, sigma):
+    nll = objective.gaussian_nll(target, prediction, sigma)
+    return {"nll_nats": nll, "kl_nats": jnp.zeros_like(nll), "neg_elbo_nats": nll,
+            "neg_elbo_bits_per_dim": bits_per_dimension(nll, dimensions),
+            "psnr": psnr(prediction, target), "ssim": ssim(prediction, target)}
+
+  def metrics(params, batch, views, sigma, mean_image, key, offset):
+    images, poses = batch["context_images"], batch["context_poses"]
+    target, query_pose = batch["query_image"], batch["query_pose"]
+    batch_size, max_views = images.shape[:2]
+    mask = batch["context_mask"] & (jnp.arange(max_views) < views)[None, :]
+    noise = lambda stream: latent_noise(jax.random.fold_in(key, stream), model_cfg, batch_size,
+                                        offset)
+    terms = model.apply({"params": params}, images, poses, query_pose, target, sigma, mask,
+                        noise(_POSTERIOR_STREAM))
+    r = model.apply({"params": params}, images, poses, mask, method=GQN.represent)
+
+    def sample(stream):
+      mean = model.apply({"params": params}, r, query_pose, noise(stream),
+                         method=_render_from_representation)
+      return jnp.clip(mean, 0.0, 1.0)  # images are in [0, 1]; the Gaussian mean need not be.
+
+    drawn = jax.lax.map(sample, jnp.arange(samples) + 1)  # [S, B, H, W, 3]
+    prediction = jnp.mean(drawn, axis=0)
+    gqn = {"nll_nats": terms.nll, "kl_nats": terms.kl, "neg_elbo_nats": terms.loss,
+           "neg_elbo_bits_per_dim": bits_per_dimension(terms.loss, dimensions),
+           "psnr": psnr(prediction, target), "ssim": ssim(prediction, target),
+           "psnr_sample": jnp.mean(psnr(drawn, target[None]), axis=0),
+           "ssim_sample": jnp.mean(ssim(drawn, target[None]), axis=0),
+           "psnr_reconstruction": psnr(jnp.clip(terms.mean, 0.0, 1.0), target)}
+    nearest = nearest_view(images, poses, mask, query_pose)
+    mean = jnp.broadcast_to(mean_image, target.shape)
+    return {"gqn": gqn, "nearest_view": scores(nearest, target, sigma),
+            "mean_image": scores(mean, target, sigma)}
+
+  return jax.jit(metrics)
+
+
+def evaluate(model_cfg: config_lib.ModelConfig, params, batches: Iterable[Mapping[str, Any]], *,
+             mean_image, sigma: float, seed: int = 0, samples: int = 4,
+             total_scenes: int | None = None, progress: bool = True) -> dict:
+  """Metrics of the model and the baselines for each number of context views.
+
+  Args:
+    model_cfg: the model's architecture.
+    params: its parameters.
+    batches: batches of the input contract whose K context views are all real (mask True);
+      M = 1..K uses the first M of them.
+    mean_image: float [H, W, 3], the ``mean_image`` baseline's prediction.
+    sigma: pixel standard deviation of the likelihood, for the model and the baselines.
+    seed: seeds every latent draw; scene i's draws depend only on (seed, i).
+    samples: prior samples per scene and M (their mean is the model's point prediction).
+    total_scenes: for the progress bar.
+    progress: show a progress bar over scenes.
+
+  Returns:
+    A JSON-ready dict (see ``format_table``): per M and predictor, each metric's mean over
+    scenes and its standard error.
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  if samples < 1:
+    raise ValueError(f"samples must be a positive integer, got {samples}")
+  metrics = _per_scene_metrics(model_cfg, samples)
+  key = jax.random.key(seed)
+  mean_image = jnp.asarray(mean_image, jnp.float32)
+  collected = {}  # views -> predictor -> metric -> [per-scene arrays]
+  scenes, max_views = 0, None
+  with tqdm(total=total_scenes, unit="scene", desc="evaluating", disable=not progress) as bar:
+    for batch in batches:
+      batch = {name: jnp.asarray(value) for name, value in batch.items()}
+      _check_batch(batch, model_cfg, max_views)
+      max_views = batch["context_images"].shape[1]
+      for views in range(1, max_views + 1):
+        values = jax.device_get(metrics(params, batch, views, sigma, mean_image, key, scenes))
+        for predictor, named in values.items():
+          for name, value in named.items():
+            (collected.setdefault(views, {}).setdefault(predictor, {})
+             .setdefault(name, []).append(np.asarray(value, np.float64)))
+      scenes += batch["query_image"].shape[0]
+      bar.update(batch["query_image"].shape[0])
+  if not scenes:
+    raise ValueError("no batches to evaluate (is the split smaller than one batch?)")
+  dimensions = 3 * model_cfg.image_size ** 2
+  return {
+      "scenes": scenes,
+      "image_size": model_cfg.image_size,
+      "dimensions": dimensions,
+      "sigma": float(sigma),
+      "nll_floor_nats": dimensions * objective.nll_floor_per_value(float(sigma)),
+      "samples": samples,
+      "seed": seed,
+      "results": [
+          {"context_views": views,
+           **{predictor: {name: _summary(np.concatenate(parts)) for name, parts in named.items()}
+              for predictor, named in by_predictor.items()}}
+          for views, by_predictor in sorted(collected.items())],
+  }
+
+
+def _check_batch(batch, model_cfg, max_views):
+  size = model_cfg.image_size
+  shape = batch["query_image"].shape
+  if shape[1:] != (size, size, 3):
+    raise ValueError(f"query_image has shape {shape}; the model takes {size}x{size}x3 images")
+  if not bool(jnp.all(batch["context_mask"])):
+    raise ValueError("evaluate needs batches whose context views are all real (context_mask "
+                     "all True): it masks them to 1..K views itself")
+  if max_views is not None and batch["context_images"].shape[1] != max_views:
+    raise ValueError(f"batches hold {batch['context_images'].shape[1]} context views after "
+                     f"{max_views}; every batch must hold the same K")
+
+
+def _summary(values: np.ndarray) -> dict:
+  """Mean and standard error over scenes."""
+  stderr = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+  return {"mean": float(np.mean(values)), "stderr": stderr}
+
+
+# --- Reporting ----------------------------------------------------------------------------------
+
+_COLUMNS = (  # (metric, header, format)
+    ("neg_elbo_nats", "-ELBO nats", "{:.1f}"),
+    ("neg_elbo_bits_per_dim", "bits/dim", "{:.4f}"),
+    ("nll_nats", "NLL nats", "{:.1f}"),
+    ("kl_nats", "KL nats", "{:.2f}"),
+    ("psnr", "PSNR dB", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("psnr_sample", "PSNR 1 sample", "{:.2f}"),
+    ("ssim_sample", "SSIM 1 sample", "{:.4f}"),
+)
+_LABELS = {"gqn": "GQN (mean of {samples} samples)", "nearest_view": "nearest context view",
+           "mean_image": "mean training image"}
+
+
+def format_table(results: dict) -> str:
+  """A fixed-width table of ``evaluate``'s means, one row per (M, predictor)."""
+  labels = {name: label.format(samples=results["samples"]) for name, label in _LABELS.items()}
+  label_width = max(map(len, labels.values()))
+  widths = [max(len(header), 10) for _, header, _ in _COLUMNS]
+  header = (f"{'views':>5}  {'predictor':<{label_width}}  "
+            + "  ".join(f"{h:>{w}}" for (_, h, _), w in zip(_COLUMNS, widths)))
+  lines = [f"{results['scenes']} scenes, {results['image_size']} px, sigma {results['sigma']}; "
+           f"NLL floor {results['nll_floor_nats']:.1f} nats per image. PSNR and SSIM of the "
+           f"point prediction; '1 sample': averaged over single prior samples.",
+           header, "-" * len(header)]
+  for row in results["results"]:
+    for predictor in PREDICTORS:
+      if predictor not in row:
+        continue
+      cells = [fmt.format(row[predictor][metric]["mean"]) if metric in row[predictor] else "-"
+               for metric, _, fmt in _COLUMNS]
+      lines.append(f"{row['context_views']:>5}  {labels[predictor]:<{label_width}}  "
+                   + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+  return "\n".join(lines)
+
+
+# --- Checkpoints ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+  """A trained run, loaded for inference."""
+  workdir: pathlib.Path
+  config: Any                           # the run's resolved ml_collections.ConfigDict.
+  model_config: config_lib.ModelConfig
+  params: Any
+
+
+def load_checkpoint(workdir, step: int | None = None) -> Checkpoint:
+  """The run in ``workdir`` at ``step`` (default its latest checkpoint).
+
+  Raises FileNotFoundError naming the workdir when it is missing or holds no checkpoint.
+  """
+  workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise FileNotFoundError(f"--workdir={workdir}: no such directory")
+  from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  config, params = checkpoints.load_for_inference(workdir, step)
+  return Checkpoint(workdir, config, config_lib.model_config(config.model), params)

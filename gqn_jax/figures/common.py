@@ -1,0 +1,149 @@
+"""What every figure shares: its request, drawing images on axes, saving PNGs and GIFs.
+
+Figures draw on ``matplotlib.figure.Figure`` with the Agg canvas directly, never through pyplot,
+so they need no display and leave matplotlib's global state alone. A figure's pixel size is its
+``figsize * dpi`` exactly (no tight bounding box), so tests can check it.
+"""
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import numpy as np
+
+DPI = 100
+CELL_INCHES = 1.1      # one image panel, whatever the model's resolution (upsampled, nearest).
+TITLE_FONT = 9
+LABEL_FONT = 8
+
+
+@dataclasses.dataclass
+class Request:
+  """Everything a figure may use; each figure reads what it needs."""
+  output: pathlib.Path
+  workdir: pathlib.Path
+  checkpoint: Any = None          # evaluation.Checkpoint; None for figures that need none.
+  data_dir: str | None = None     # TFDS data_dir of the held-out scenes.
+  scenes_dir: str | None = None   # root of generated scenes, for their factors.
+  split: str = "test"
+  scenes: int | None = None       # scenes (rows / points); None: the figure's default.
+  first_scene: int = 0            # index of the first scene used in the split.
+  context_views: int | None = None  # None: the config's max_context_views (K).
+  samples: int | None = None      # prior samples; None: the figure's default.
+  ring_size: int = 36             # flyaround: frames (query poses on the ring).
+  frame_ms: int = 100             # flyaround: milliseconds per frame.
+  factors: tuple[str, ...] = ()   # representation_space: factors to colour by; () for all.
+  seed: int = 0
+
+
+def new_figure(width: float, height: float):
+  """A Figure of ``width`` x ``height`` inches on an Agg canvas."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(width, height), dpi=DPI)
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def pixel_size(figure) -> tuple[int, int]:
+  """(width, height) in pixels of a saved figure."""
+  width, height = figure.get_size_inches() * figure.dpi
+  return int(round(width)), int(round(height))
+
+
+def show(axes, image, title: str | None = None, **kwargs) -> None:
+  """An image (float [H, W, 3] in [0, 1], or [H, W] with a colour map) without ticks."""
+  axes.imshow(np.clip(image, 0.0, 1.0) if np.ndim(image) == 3 else image,
+              interpolation="nearest", **kwargs)
+  axes.set_xticks([])
+  axes.set_yticks([])
+  if title:
+    axes.set_title(title, fontsize=LABEL_FONT, pad=3)
+
+
+def check_suffix(path, allowed: tuple[str, ...], figure: str) -> pathlib.Path:
+  path = pathlib.Path(path)
+  if path.suffix.lower() not in allowed:
+    raise ValueError(f"--output={path}: the {figure} figure is written as "
+                     f"{' or '.join(allowed)}, not {path.suffix or 'a file without a suffix'}")
+  return path
+
+
+def save_png(figure, path) -> pathlib.Path:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, dpi=figure.dpi, facecolor="white")
+  return path
+
+
+def figure_pixels(figure) -> np.ndarray:
+  """The figure rendered to uint8 [H, W, 3]."""
+  figure.canvas.draw()
+  return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_gif(frames: list[np.ndarray], path, frame_ms: int) -> pathlib.Path:
+  """uint8 [H, W, 3] frames -> an endlessly looping GIF, one palette for all frames."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # One palette from all frames (tiled into one image), so colours do not flicker between frames.
+  palette = Image.fromarray(np.concatenate(frames, axis=0)).quantize(
+      colors=255, method=Image.Quantize.MEDIANCUT)
+  images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+            for frame in frames]
+  # disposal=1 and no optimize: every frame is stored whole, so none is merged away.
+  images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
+                 optimize=False, disposal=1)
+  return path
+
+
+def context_views(request: Request) -> int:
+  """M for figures that show a fixed number of views: --context_views, else the config's K."""
+  config = request.checkpoint.config
+  views = request.context_views or config.data.max_context_views
+  if views < 1:
+    raise ValueError(f"--context_views must be a positive integer, got {views}")
+  return views
+
+
+def checkpoint_title(request: Request) -> str:
+  """'<dataset>, <workdir name>' for figure titles."""
+  config = request.checkpoint.config
+  return f"{config.data.dataset}, run {request.workdir.resolve().name}"
+
+
+def held_out_scenes(request: Request, count: int, with_factors: bool = False):
+  """Scenes first_scene .. first_scene + count - 1 of the request's split, at the model's size."""
+  from gqn_jax.figures import scenes  # pylint: disable=g-import-not-at-top
+  config = request.checkpoint.config
+  return scenes.read_scenes(
+      config.data.dataset, request.split, request.data_dir, count=count,
+      image_size=config.model.image_size, pose_order=config.model.pose_order,
+      first=request.first_scene, with_factors=with_factors, scenes_dir=request.scenes_dir)
+
+
+def inference(request: Request):
+  from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
+  return evaluation.Inference(request.checkpoint.model_config, request.checkpoint.params)
+
+
+def prior_samples(model, r, query_poses, samples: int, seed: int) -> np.ndarray:
+  """float32 [B, S, H, W, 3] in [0, 1]: S prior samples of each row's query view.
+
+  Sample s of row b depends only on (seed, s, b), so a figure shows the same samples every time.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  key = jax.random.key(seed)
+  batch = query_poses.shape[0]
+  drawn = [np.asarray(model.render(r, query_poses, model.noise(jax.random.fold_in(key, s), batch)))
+           for s in range(samples)]
+  return np.clip(np.stack(drawn, axis=1), 0.0, 1.0)
+
+
+def positive(value, flag: str, default: int) -> int:
+  """A flag's value or the figure's default; a clear error for anything below 1."""
+  value = default if value is None else value
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f"--{flag} must be a positive integer, got {value!r}")
+  return value

@@ -1,0 +1,127 @@
+"""Whole held-out scenes for figures: every frame, its camera, and the factors it was made from.
+
+Batches of the input pipeline hold a few drawn frames of each scene and forget which scene it
+was; figures need all frames of one scene (a fly-around), the same frames again for growing
+context (uncertainty), and the factors a generated scene was made from (representation space).
+So scenes are read here straight from the prepared TFDS ``gqn`` dataset (array_record, no
+TensorFlow), and each scene's ``scene`` feature, ``<split>/<shard file>#<record>``, leads to its
+factors in ``<scenes_dir>/<name>/<split>/<shard file>.factors.jsonl`` (written by
+``gqn_jax.generate``; released datasets have none).
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+
+import numpy as np
+
+from gqn_jax import input_pipeline
+from gqn_jax import poses as poses_lib
+from gqn_jax.data import frames as frames_lib
+from gqn_jax.scenes import shards
+
+GENERATED_ROOT_ENV = "GQN_GENERATED_DIR"  # as data/gqn's builder reads it.
+DEFAULT_GENERATED_ROOT = pathlib.Path(__file__).resolve().parents[2] / "data" / "generated"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  """One stored scene, every frame at the model's image size."""
+  name: str               # '<split>/<shard file>#<record index>'
+  images: np.ndarray      # float32 [S, H, W, 3] in [0, 1]
+  cameras: np.ndarray     # float32 [S, 5]: x, y, z, yaw, pitch
+  poses: np.ndarray       # float32 [S, 7], poses.camera_to_pose in the model's order
+  factors: dict | None    # the generator's factors, when asked for and available.
+
+  def views(self, seed: int, count: int) -> np.ndarray:
+    """``count`` distinct frame indices of this scene, a fixed function of (seed, name)."""
+    if not 1 <= count <= len(self.images):
+      raise ValueError(f"{self.name}: cannot draw {count} distinct views of "
+                       f"{len(self.images)} frames")
+    rng = np.random.default_rng([seed, *self.name.encode()])
+    return rng.permutation(len(self.images))[:count]
+
+
+def default_scenes_dir() -> pathlib.Path:
+  """Where ``gqn_jax.generate`` wrote the scenes TFDS built from: $GQN_GENERATED_DIR or data/generated."""
+  return pathlib.Path(os.environ.get(GENERATED_ROOT_ENV, DEFAULT_GENERATED_ROOT))
+
+
+def source_name(dataset: str) -> str:
+  """TFDS config name -> the generator's family name ('generated_rooms_ring_camera-x' -> 'rooms...')."""
+  config = dataset.split("/")[-1].split(":")[0]
+  return config.split("-", 1)[0].removeprefix(input_pipeline.GENERATED_PREFIX)
+
+
+def _source(dataset: str, split: str, data_dir):
+  """(TFDS builder, random-access source of serialized scenes) of a prepared split."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name = dataset if "/" in dataset else f"{input_pipeline.TFDS_NAME}/{dataset}"
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    source = builder.as_data_source(split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  except Exception as error:  # TFDS raises several types for "not prepared here".
+    raise FileNotFoundError(f"no prepared TFDS dataset {name} (split {split}) under "
+                            f"data_dir={data_dir}: {error}") from None
+  return builder, source
+
+
+def split_size(dataset: str, split: str, data_dir) -> int:
+  """Scenes in a prepared split."""
+  return len(_source(dataset, split, data_dir)[1])
+
+
+def read_scenes(dataset: str, split: str, data_dir, *, count: int, image_size: int,
+                pose_order: poses_lib.PoseOrder = "sin_cos", first: int = 0,
+                with_factors: bool = False, scenes_dir=None) -> list[Scene]:
+  """Scenes ``first .. first + count - 1`` of ``split`` in stored order.
+
+  Raises FileNotFoundError naming the dataset when it is not prepared under ``data_dir``,
+  ValueError when the split has fewer scenes, and FileNotFoundError naming the sidecar file when
+  ``with_factors`` and a scene's factors are missing.
+  """
+  builder, source = _source(dataset, split, data_dir)
+  name = builder.info.full_name
+  if count < 1 or first < 0 or first + count > len(source):
+    raise ValueError(f"{name} {split} holds {len(source)} scenes; scenes {first}..."
+                     f"{first + count - 1} were asked for")
+  frames_per_scene = builder.info.features["frames"].shape[0]
+  scenes_dir = pathlib.Path(scenes_dir) if scenes_dir else default_scenes_dir()
+  result = []
+  for index in range(first, first + count):
+    where = f"{name} {split}, record {index}"
+    jpegs, cameras, scene = input_pipeline.parse_scene(source[index], frames_per_scene, where)
+    frames = np.stack([frames_lib.decode_jpeg(jpeg, f"{where}, frame {k}")
+                       for k, jpeg in enumerate(jpegs)])
+    images = np.clip(frames_lib.resize(frames.astype(np.float32) / 255.0, image_size), 0.0, 1.0)
+    factors = (scene_factors(scenes_dir, source_name(dataset), scene) if with_factors else None)
+    result.append(Scene(scene, images, cameras,
+                        poses_lib.camera_to_pose(cameras, pose_order).astype(np.float32), factors))
+  return result
+
+
+def scene_factors(scenes_dir, family: str, scene: str) -> dict:
+  """The factors of scene '<split>/<shard file>#<record>' from its shard's sidecar file."""
+  try:
+    location, record = scene.rsplit("#", 1)
+    split, shard = location.split("/", 1)
+    record = int(record)
+  except ValueError:
+    raise ValueError(f"scene name {scene!r} is not '<split>/<shard file>#<record>'") from None
+  path = pathlib.Path(scenes_dir) / family / split / (shard + shards.FACTORS_SUFFIX)
+  lines = _sidecar(path)
+  if record >= len(lines):
+    raise ValueError(f"{path} holds {len(lines)} scenes; scene {scene} needs record {record}")
+  return json.loads(lines[record])
+
+
+@functools.lru_cache(maxsize=64)
+def _sidecar(path: pathlib.Path) -> tuple[str, ...]:
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{path}: no such factors file. Scene factors exist only for scenes written by "
+        f"gqn_jax.generate; pass --scenes_dir=<the root it wrote to> (default "
+        f"${GENERATED_ROOT_ENV} or data/generated)")
+  return tuple(path.read_text(encoding="utf-8").splitlines())
