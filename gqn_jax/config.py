@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping
 from gqn_jax import poses
 
 REPRESENTATIONS = ("pyramid", "tower", "pool")
-CONV_BACKENDS = ("xla", "explicit_vjp", "im2col")
+CONV_BACKENDS = ("auto", "xla", "explicit_vjp", "im2col")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -33,7 +33,7 @@ class ModelConfig:
   kernel_size: int = 5              # core and head convolution kernels.
   share_cores: bool = False         # one set of core weights for all L steps.
   pose_order: poses.PoseOrder = "sin_cos"
-  conv_backend: Literal["xla", "explicit_vjp", "im2col"] = "explicit_vjp"  # see layers.conv2d.
+  conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # see layers.py.
   scan_unroll: int = 1              # generator steps per scan iteration.
   remat: bool = False               # recompute each generator step in the backward pass.
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.

@@ -156,6 +156,8 @@ class Generator(nn.Module):
     scanned over.
     """
     cfg = self.config
+    # Cast once, outside the loop, so that float32 parameters do not promote a bfloat16 carry.
+    per_step = jax.tree.map(lambda x: x.astype(cfg.dtype), per_step)
     shared = jax.tree.map(lambda x: x[0], per_step) if cfg.share_cores else None
     scanned = None if cfg.share_cores else per_step
 

@@ -68,10 +68,18 @@ _explicit_vjp_conv.defvjp(_explicit_vjp_conv_fwd, _explicit_vjp_conv_bwd)
 _BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv, "im2col": _im2col_conv}
 
 
-def conv2d(x, kernel, backend: str = "explicit_vjp"):
+def resolve_backend(backend: str) -> str:
+  """'auto' -> 'explicit_vjp' on the CPU, where XLA's in-loop conv gradients are slow, and
+  'xla' on GPU and TPU, whose convolution libraries handle them in loops."""
+  if backend != "auto":
+    return backend
+  return "explicit_vjp" if jax.default_backend() == "cpu" else "xla"
+
+
+def conv2d(x, kernel, backend: str = "auto"):
   """Stride-1 'same' convolution, x [N, H, W, C], kernel [k, k, C, O] -> [N, H, W, O]."""
   try:
-    conv = _BACKENDS[backend]
+    conv = _BACKENDS[resolve_backend(backend)]
   except KeyError:
     raise ValueError(f"unknown conv backend {backend!r}; known: {sorted(_BACKENDS)}") from None
   return conv(x, kernel.astype(x.dtype))

@@ -21,7 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
       kernel_size=5,            # core and head kernels.
       share_cores=False,        # the paper: a core per step.
       pose_order="sin_cos",     # DeepMind's reader: (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
-      conv_backend="explicit_vjp",  # xla | explicit_vjp | im2col; speed only, same values.
+      conv_backend="auto",      # auto | xla | explicit_vjp | im2col: speed only, same values;
+                                # auto = explicit_vjp on CPU, xla on GPU/TPU (gqn_jax/layers.py).
       scan_unroll=1,            # generator steps per scan iteration.
       remat=False,              # recompute generator steps in the backward pass (saves memory).
       dtype="float32",          # compute dtype; parameters stay float32.
