@@ -97,8 +97,15 @@ def replicate(tree, mesh):
   restored from the same checkpoint).
   """
   sharding = replicated(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-      sharding, np.asarray(x), np.shape(x)), tree)
+
+  def to_global(x):
+    if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+      data = to_global(jax.random.key_data(x))  # keys do not convert to NumPy; their bits do.
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(sharding, x, x.shape)
+
+  return jax.tree.map(to_global, tree)
 
 
 def check_batch_size(global_batch_size: int, mesh, where: str = "config.train.batch_size"):

@@ -181,11 +181,16 @@ def make_eval_step(model: GQN, sigma: float, mesh):
   return parallel.data_parallel(per_device, mesh, batch_argnums=(1,), num_args=4)
 
 
-def make_render(model: GQN, samples: int):
-  """Jitted (params, batch, rng) -> (reconstruction [B,H,W,3], prior samples [S,B,H,W,3])."""
+def make_render(model: GQN, samples: int, seed: int):
+  """Jitted (params, batch, step) -> (reconstruction [B,H,W,3], prior samples [S,B,H,W,3]).
+
+  The key is made inside from (seed, step): process 0 renders alone, so it may not use keys
+  that live on the global mesh.
+  """
 
   @jax.jit
-  def render(params, batch, rng):
+  def render(params, batch, step):
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 3), step)
     keys = jax.random.split(rng, samples + 1)
     variables = {"params": params}
     reconstruction = model.apply(
@@ -231,7 +236,7 @@ class _Loop:
                for i, batch in enumerate(self.data.eval())]
     return {k: float(v) for k, v in _mean(results).items()}
 
-  def images(self, render, state, step: int, rng) -> None:
+  def images(self, render, state, step: int) -> None:
     if not self.is_main or self.data.images is None:
       return
     batch = self.data.images
@@ -239,8 +244,9 @@ class _Loop:
     # so that no other process has to take part.
     device = jax.local_devices()[0]
     params = jax.device_put(jax.device_get(state.params), device)
-    reconstruction, priors = jax.device_get(render(
-        params, jax.device_put(dict(batch), device), jax.random.fold_in(rng, step)))
+    with jax.set_mesh(parallel.data_mesh([device])):  # jit must not span the global mesh.
+      reconstruction, priors = jax.device_get(render(
+          params, jax.device_put(dict(batch), device), step))
     columns = [("reconstruction", reconstruction)] + [
         (f"prior sample {i + 1}", prior) for i, prior in enumerate(priors)]
     grid = logging_utils.scene_grid(batch["context_images"], batch["context_mask"],
@@ -290,8 +296,8 @@ def train_and_evaluate(config, workdir, data: Data | None = None) -> dict[str, A
 def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict[str, Any]:
   s, model, mesh, config = loop.s, loop.model, loop.mesh, loop.config
   replicated = parallel.replicated(mesh)
-  init_rng, train_rng, eval_rng, image_rng = jax.jit(
-      lambda: tuple(jax.random.split(jax.random.key(s.seed), 4)), out_shardings=replicated)()
+  init_rng, train_rng, eval_rng = jax.jit(
+      lambda: tuple(jax.random.split(jax.random.key(s.seed), 3)), out_shardings=replicated)()
   train_iterator = iter(loop.data.train)
   latest = checkpointer.latest_step()
   if latest is None:
@@ -304,8 +310,10 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
   checkpoints.write_config(loop.workdir, config)
   start = int(jax.device_get(state.step))
   step_fn = parallel.train_step(model, optim_cfg, mesh)
-  eval_step = make_eval_step(model, optim_cfg.sigma_final, mesh) if loop.data.eval else None
-  render = make_render(model, s.prior_samples) if s.image_every_steps else None
+  eval_step = (make_eval_step(model, optim_cfg.sigma_final, mesh)
+               if s.eval_every_steps and loop.data.eval else None)
+  render = (make_render(model, s.prior_samples, s.seed)
+            if s.image_every_steps and loop.data.images is not None else None)
   result = {"step": start, "train": None, "eval": None, "image": None,
             "steps_per_second": None, "state": state}
   saved = latest
@@ -358,7 +366,7 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
         loop.writer.scalars(done, _scalars("eval", result["eval"]))
         logging.info("step %d: eval loss %.2f", done, eval_loss)
       if render is not None and (done % s.image_every_steps == 0 or last):
-        loop.images(render, state, done, image_rng)
+        loop.images(render, state, done)
         result["image"] = str(loop.last_image) if loop.last_image else None
       preempted = checkpointer.reached_preemption(done)
       if (done % s.checkpoint_every_steps == 0 or last or preempted

@@ -1,0 +1,114 @@
+"""The training loop end to end: what a run writes, resuming, and stopping on a bad loss."""
+
+import json
+import struct
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.compat.proto import event_pb2
+
+import _data_builder
+import _train_synthetic
+import _train_tiny_config
+from gqn_jax import checkpoints
+from gqn_jax import config as config_lib
+from gqn_jax import logging_utils
+from gqn_jax import trainer
+
+
+def read_events(directory):
+  """Every Event in the TFRecord-framed event files of ``directory``."""
+  events = []
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data, position = path.read_bytes(), 0
+    while position < len(data):
+      (length,) = struct.unpack("<Q", data[position:position + 8])
+      events.append(event_pb2.Event.FromString(data[position + 12:position + 12 + length]))
+      position += 12 + length + 4
+  return events
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  data_dir, _, _ = _data_builder.prepared(tmp_path_factory)
+  return data_dir
+
+
+def test_end_to_end_run_writes_events_config_checkpoint_and_picture(tmp_path, dataset):
+  config = _train_tiny_config.get_config()
+  config.data.update(dataset="rooms_ring_camera", data_dir=str(dataset))
+  config.train.update(num_steps=4, log_every_steps=2, checkpoint_every_steps=4,
+                      eval_every_steps=4, eval_batches=2, image_every_steps=4)
+  result = trainer.train_and_evaluate(config, tmp_path)
+  assert result["step"] == 4 and np.isfinite(result["train"]["loss"])
+  assert np.isfinite(result["eval"]["loss"]) and result["steps_per_second"] > 0
+
+  events = read_events(tmp_path / "tensorboard")
+  scalars = {(v.tag, e.step) for e in events for v in e.summary.value if v.HasField("simple_value")}
+  for tag in ("train/loss", "train/nll", "train/kl", "train/sigma", "train/learning_rate",
+              "train/grad_norm", "train/param_norm", "train/update_norm", "train/kl_per_step/1",
+              "train/kl_per_step/3", "perf/steps_per_second", "perf/scenes_per_second"):
+    assert (tag, 4) in scalars, tag
+  assert ("train/loss", 2) in scalars and ("eval/loss", 4) in scalars
+  images = [v.image for e in events for v in e.summary.value if v.HasField("image")]
+  assert len(images) == 1
+
+  # The picture: a row per scene of its 3 context views | query, reconstruction, 1 prior sample.
+  picture = np.asarray(Image.open(result["image"]))
+  size = config.model.image_size + logging_utils.SEPARATOR_PIXELS
+  gap = 3 * logging_utils.SEPARATOR_PIXELS
+  assert picture.shape == (2 * size, 6 * size + gap, 3)
+  assert (images[0].height, images[0].width) == picture.shape[:2]
+
+  assert json.loads((tmp_path / "config.json").read_text()) == json.loads(
+      config.to_json_best_effort())
+  loaded_config, params = checkpoints.load_for_inference(tmp_path)
+  assert loaded_config.to_dict() == json.loads(config.to_json_best_effort())
+  for loaded, final in zip(jax.tree.leaves(params), jax.tree.leaves(result["state"].params)):
+    np.testing.assert_array_equal(loaded, final)
+
+  # Started again, the run finds itself finished.
+  again = trainer.train_and_evaluate(config, tmp_path)
+  assert again["step"] == 4 and again["train"] is None
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  """A learning rate of 1e38 makes the parameters huge after one update and the loss
+  non-finite soon after; the run must stop naming that step, and save nothing after it."""
+  config = _train_tiny_config.get_config()
+  config.optim.update(lr_initial=1e38, lr_final=1e38)
+  config.train.update(num_steps=6, checkpoint_every_steps=1)
+  with pytest.raises(trainer.NonFiniteLossError) as error:
+    trainer.train_and_evaluate(config, tmp_path, data=_train_synthetic.data(config))
+  message = str(error.value)
+  step = int(message.split("at step ")[1].split()[0])
+  assert 1 < step <= 6
+  checkpointer = checkpoints.Checkpointer(tmp_path)
+  assert checkpointer.latest_step() == step - 1
+  assert f"last good checkpoint is step {step - 1}" in message
+  checkpointer.close()
+
+
+def test_settings_defaults_and_errors():
+  config = _train_tiny_config.get_config()
+  assert trainer.settings(config).eval_batch_size == config.train.batch_size
+  bare = config_lib.ConfigError  # a config without the loop's fields gets the defaults.
+  from gqn_jax.configs import tiny  # pylint: disable=g-import-not-at-top
+  assert trainer.settings(tiny.get_config()).log_every_steps == trainer.TRAIN_DEFAULTS[
+      "log_every_steps"]
+  config.train.checkpoint_every_steps = 0
+  with pytest.raises(bare, match="config.train.checkpoint_every_steps must be a positive"):
+    trainer.settings(config)
+
+
+def test_scene_grid_layout():
+  context = np.ones((2, 3, 4, 4, 3), np.float32)
+  mask = np.array([[True, True, False], [True, False, False]])
+  query = np.zeros((2, 4, 4, 3), np.float32)
+  grid = logging_utils.scene_grid(context, mask, query, [("reconstruction", query)])
+  step = 4 + logging_utils.SEPARATOR_PIXELS
+  assert grid.shape == (2 * step, 5 * step + 3 * logging_utils.SEPARATOR_PIXELS, 3)
+  assert grid[0, 0, 0] == 255 and grid[0, 2 * step, 0] == 64  # a used view; an unused one.
+  assert grid[step, step, 0] == 64
