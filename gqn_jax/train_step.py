@@ -113,9 +113,9 @@ def make_train_step(model: GQN, optim_cfg: OptimConfig,
         loss_bits_per_dim=metrics["loss"] / (pixels_per_image * LN_2),
         sigma=sigma,
         learning_rate=lr_schedule(state.step),
-        grad_norm=optax.global_norm(grads),
-        param_norm=optax.global_norm(state.params),
-        update_norm=optax.global_norm(updates),
+        grad_norm=optax.tree.norm(grads),
+        param_norm=optax.tree.norm(state.params),
+        update_norm=optax.tree.norm(updates),
     )
     new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, metrics
