@@ -71,7 +71,7 @@ def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
       progress=flag_values.progress)
   results = {
       "workdir": str(checkpoint.workdir),
-      "step": flag_values.step,
+      "step": checkpoint.step,
       "dataset": config.data.dataset,
       "split": flag_values.split,
       "mean_image_scenes": flag_values.mean_image_scenes,

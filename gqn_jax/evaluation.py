@@ -356,6 +356,7 @@ def format_table(results: dict) -> str:
 class Checkpoint:
   """A trained run, loaded for inference."""
   workdir: pathlib.Path
+  step: int | None                      # the checkpoint's training step (None: not known).
   config: Any                           # the run's resolved ml_collections.ConfigDict.
   model_config: config_lib.ModelConfig
   params: Any
@@ -364,11 +365,26 @@ class Checkpoint:
 def load_checkpoint(workdir, step: int | None = None) -> Checkpoint:
   """The run in ``workdir`` at ``step`` (default its latest checkpoint).
 
-  Raises FileNotFoundError naming the workdir when it is missing or holds no checkpoint.
+  Raises FileNotFoundError naming the workdir when it is missing or holds no checkpoint (or
+  none at ``step``), ValueError when the parameters do not fit the config's model.
   """
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir}: no such directory")
   from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   config, params = checkpoints.load_for_inference(workdir, step)
-  return Checkpoint(workdir, config, config_lib.model_config(config.model), params)
+  if step is None:
+    step = _latest_step(checkpoints, workdir)
+  return Checkpoint(workdir, step, config, config_lib.model_config(config.model), params)
+
+
+def _latest_step(checkpoints, workdir) -> int | None:
+  """The step load_for_inference loads by default (for the record; None if it cannot tell)."""
+  try:
+    checkpointer = checkpoints.Checkpointer(workdir, read_only=True)
+  except Exception:  # pylint: disable=broad-except  (only a label is lost)
+    return None
+  try:
+    return checkpointer.latest_step()
+  finally:
+    checkpointer.close()

@@ -2,29 +2,26 @@
 
 The run is the tiny config (16 px) on the hand-written ``rooms_ring_camera`` scenes of
 ``_data_builder`` (random-noise frames), trained for a few steps so its parameters are not the
-initial ones. Its checkpoint is read through ``gqn_jax.checkpoints.load_for_inference``; until
-the trainer's checkpoints module exists, ``install_loader`` puts a stand-in with that contract in
-its place (it reads the run's config and parameters from a pickle in the workdir).
+initial ones, and saved with the trainer's own ``checkpoints.Checkpointer`` so that the CLIs read
+it through ``checkpoints.load_for_inference`` as they read any run.
 """
 
+import functools
 import json
 import pathlib
-import pickle
-import sys
-import types
 
 import jax
 import ml_collections
 import numpy as np
 
 import _data_builder
-from conftest import tiny_model_config
+from conftest import random_batch, tiny_model_config, tiny_optim_config
+from gqn_jax import checkpoints
 from gqn_jax import train_step
 from gqn_jax.configs import tiny
 from gqn_jax.model import GQN
 
 DATASET = "rooms_ring_camera"
-STAND_IN_FILE = "stand_in_checkpoint.pkl"
 TRAIN_STEPS = 2
 SHAPES = ("box", "sphere", "cone")
 COLOURS = ((0.9, 0.1, 0.1), (0.1, 0.2, 0.9))
@@ -43,9 +40,9 @@ def run_config(data_dir) -> ml_collections.ConfigDict:
   return config
 
 
-def trained_params(steps: int = TRAIN_STEPS):
-  """Tiny-model parameters after a few Adam steps on random batches."""
-  from conftest import random_batch, tiny_optim_config  # pylint: disable=g-import-not-at-top
+@functools.lru_cache(maxsize=2)
+def trained_state(steps: int = TRAIN_STEPS) -> train_step.TrainState:
+  """The tiny model's TrainState after a few Adam steps on random batches (made once)."""
   model_cfg, optim_cfg = tiny_model_config(), tiny_optim_config()
   model = GQN(model_cfg)
   state = jax.jit(lambda key: train_step.create_train_state(model, optim_cfg, key))(
@@ -54,33 +51,20 @@ def trained_params(steps: int = TRAIN_STEPS):
   for index in range(steps):
     state, _ = step(state, random_batch(model_cfg, jax.random.key(10 + index), 4, 3),
                     jax.random.key(1))
-  return jax.device_get(state.params)
+  return state
 
 
-def write_run(workdir, config, params) -> pathlib.Path:
-  """A workdir whose checkpoint load_for_inference returns (config, params)."""
+def write_run(workdir, config, state) -> pathlib.Path:
+  """A workdir holding ``state`` as its one checkpoint, as the trainer writes it."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  with open(workdir / STAND_IN_FILE, "wb") as file:
-    pickle.dump({"config": config.to_dict(), "params": params}, file)
+  checkpointer = checkpoints.Checkpointer(workdir, async_save=False)
+  try:
+    checkpoints.write_config(workdir, config)
+    checkpointer.save(int(state.step), state, config)
+    checkpointer.wait_until_finished()
+  finally:
+    checkpointer.close()
   return workdir
-
-
-def _stand_in_load_for_inference(workdir, step=None):
-  path = pathlib.Path(workdir) / STAND_IN_FILE
-  if not path.exists():
-    raise FileNotFoundError(f"{workdir}: no checkpoint")
-  with open(path, "rb") as file:
-    saved = pickle.load(file)
-  del step
-  return ml_collections.ConfigDict(saved["config"]), saved["params"]
-
-
-def install_loader(monkeypatch) -> None:
-  """Makes gqn_jax.checkpoints.load_for_inference read runs written by ``write_run``."""
-  module = types.ModuleType("gqn_jax.checkpoints")
-  module.load_for_inference = _stand_in_load_for_inference
-  monkeypatch.setitem(sys.modules, "gqn_jax.checkpoints", module)
 
 
 def write_factors(scenes_dir, written_test_scenes, per_shard: int = 10) -> pathlib.Path:
@@ -104,6 +88,25 @@ def write_factors(scenes_dir, written_test_scenes, per_shard: int = 10) -> pathl
     name = released_format.shard_name(shard + 1, shards) + ".factors.jsonl"
     (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
   return pathlib.Path(scenes_dir)
+
+
+def write_events(logdir, steps=range(0, 600, 5)) -> dict[str, list[tuple[int, float]]]:
+  """Scalars as the trainer logs them (logging_utils.SummaryWriter); returns what was written."""
+  from gqn_jax import logging_utils  # pylint: disable=g-import-not-at-top
+  writer = logging_utils.SummaryWriter(logdir)
+  written = {}
+  for step in steps:
+    kl = 50.0 * np.exp(-step / 200) + 1.0
+    nll = 900.0 + 400.0 * np.exp(-step / 100) + (step % 7)
+    values = {"train/loss": nll + kl, "train/nll": nll, "train/kl": kl,
+              "train/kl_per_step/1": kl / 3, "train/steps_per_second": 3.0}
+    if step % 100 == 0:
+      values["eval/loss"] = nll + kl + 10.0
+    writer.scalars(step, values)
+    for tag, value in values.items():
+      written.setdefault(tag, []).append((step, float(np.float32(value))))
+  writer.close()
+  return written
 
 
 def image_size_of(path) -> tuple[int, int]:

@@ -15,7 +15,8 @@ from gqn_jax import evaluation
 from gqn_jax import objective
 from gqn_jax.figures import scenes as scenes_lib
 
-SIZE = 16
+SIZE = 16                                    # hand-made images.
+IMAGE = tiny_model_config().image_size       # the tiny run's images.
 
 
 def test_psnr_of_a_known_mse():
@@ -77,7 +78,7 @@ def tiny(tmp_path_factory):
   """(config, model config, params, data_dir, mean image)."""
   data_dir, _ = _figures_run.prepared_data(tmp_path_factory)
   config = _figures_run.run_config(data_dir)
-  params = _figures_run.trained_params()
+  params = _figures_run.trained_state().params
   mean = evaluation.mean_training_image(config, data_dir, scenes=4)
   return config, tiny_model_config(), params, data_dir, mean
 
@@ -94,9 +95,9 @@ def _evaluate(tiny, seed=0, scenes=4, samples=2):
 def test_mean_training_image_is_the_mean_of_every_training_frame(tiny):
   config, _, _, data_dir, mean = tiny
   scenes = scenes_lib.read_scenes(config.data.dataset, "train", data_dir, count=4,
-                                  image_size=SIZE)
+                                  image_size=IMAGE)
   frames = np.concatenate([scene.images for scene in scenes])
-  assert frames.shape == (40, SIZE, SIZE, 3)  # 4 scenes of 10 frames.
+  assert frames.shape == (40, IMAGE, IMAGE, 3)  # 4 scenes of 10 frames.
   np.testing.assert_allclose(mean, frames.mean(axis=0), atol=1e-6)
   # Read in chunks, the same mean.
   np.testing.assert_allclose(evaluation.mean_training_image(config, data_dir, scenes=4, chunk=3),
@@ -141,7 +142,7 @@ def test_evaluation_is_deterministic_and_seeded(tiny):
 def test_metrics_obey_their_definitions(tiny):
   config, model_cfg, _, data_dir, mean = tiny
   results = _evaluate(tiny)
-  dimensions = 3 * SIZE * SIZE
+  dimensions = 3 * IMAGE * IMAGE
   assert results["scenes"] == 4 and results["dimensions"] == dimensions
   views = config.data.max_context_views
   assert [row["context_views"] for row in results["results"]] == list(range(1, views + 1))
@@ -204,10 +205,10 @@ def _cli(argv):
   return evaluate_cli.evaluate_run(flag_values)
 
 
-def test_cli_writes_identical_json_twice(tiny, tmp_path, monkeypatch):
+def test_cli_writes_identical_json_twice(tiny, tmp_path):
   config, _, params, _, _ = tiny
-  _figures_run.install_loader(monkeypatch)
-  workdir = _figures_run.write_run(tmp_path / "run", config, params)
+  state = _figures_run.trained_state(0).replace(params=params, step=np.int32(7))
+  workdir = _figures_run.write_run(tmp_path / "run", config, state)
   arguments = [f"--workdir={workdir}", "--num_scenes=4", "--batch_size=2", "--samples=2",
                "--mean_image_scenes=4", "--progress=false"]
   results, first = _cli(arguments + [f"--output={tmp_path / 'a.json'}"])
@@ -215,15 +216,15 @@ def test_cli_writes_identical_json_twice(tiny, tmp_path, monkeypatch):
   assert first.read_bytes() == second.read_bytes()
   saved = json.loads(first.read_text())
   assert saved["dataset"] == _figures_run.DATASET and saved["split"] == "test"
+  assert saved["step"] == 7 and saved["scenes"] == 4
   assert saved["sigma"] == config.optim.sigma_final and saved == json.loads(json.dumps(results))
   # The default output goes into the run's directory.
   _, default = _cli(arguments)
   assert default == workdir / "evaluation_test.json"
 
 
-def test_cli_names_a_workdir_without_a_checkpoint(tmp_path, monkeypatch):
-  _figures_run.install_loader(monkeypatch)
-  with pytest.raises(FileNotFoundError, match="no such directory"):
+def test_cli_names_a_workdir_without_a_checkpoint(tmp_path):
+  with pytest.raises(FileNotFoundError, match="missing: no such directory"):
     _cli([f"--workdir={tmp_path / 'missing'}"])
-  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+  with pytest.raises(FileNotFoundError, match=f"no checkpoint in workdir {tmp_path}"):
     _cli([f"--workdir={tmp_path}"])

@@ -36,19 +36,22 @@ class Request:
   seed: int = 0
 
 
+def pixels(inches: float) -> int:
+  """Pixels of a figure side of ``inches`` inches (``new_figure`` makes it exactly this)."""
+  return int(round(inches * DPI))
+
+
 def new_figure(width: float, height: float):
-  """A Figure of ``width`` x ``height`` inches on an Agg canvas."""
+  """A Figure of about ``width`` x ``height`` inches on an Agg canvas, ``pixels`` of each.
+
+  Agg truncates inches * dpi to whole pixels; a size a hair above the whole number keeps
+  float error from losing a pixel.
+  """
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  figure = Figure(figsize=(width, height), dpi=DPI)
+  figure = Figure(figsize=((pixels(width) + 0.01) / DPI, (pixels(height) + 0.01) / DPI), dpi=DPI)
   FigureCanvasAgg(figure)
   return figure
-
-
-def pixel_size(figure) -> tuple[int, int]:
-  """(width, height) in pixels of a saved figure."""
-  width, height = figure.get_size_inches() * figure.dpi
-  return int(round(width)), int(round(height))
 
 
 def show(axes, image, title: str | None = None, **kwargs) -> None:
@@ -108,9 +111,10 @@ def context_views(request: Request) -> int:
 
 
 def checkpoint_title(request: Request) -> str:
-  """'<dataset>, <workdir name>' for figure titles."""
-  config = request.checkpoint.config
-  return f"{config.data.dataset}, run {request.workdir.resolve().name}"
+  """'<dataset>, run <workdir name> at step <step>' for figure titles."""
+  checkpoint = request.checkpoint
+  step = "" if checkpoint.step is None else f" at step {checkpoint.step:,}"
+  return f"{checkpoint.config.data.dataset}, run {request.workdir.resolve().name}{step}"
 
 
 def held_out_scenes(request: Request, count: int, with_factors: bool = False):

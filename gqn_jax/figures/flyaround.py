@@ -69,22 +69,20 @@ def draw_frame(context, context_cameras, ring, index: int, rendered, title: str)
                 f"context {k + 1}")
   common.show(figure.add_axes([0.39, 0.05, 0.3, 0.74]), rendered,
               f"query {index + 1}/{len(ring)} (yaw {np.degrees(ring[index, 3]):+.0f}°)")
-  overhead = figure.add_axes([0.75, 0.14, 0.22, 0.64])
+  overhead = figure.add_axes([0.75, 0.2, 0.22, 0.6])
   overhead.plot(ring[:, 0], ring[:, 1], ".", color="0.75", ms=3, label="ring")
   overhead.plot(context_cameras[:, 0], context_cameras[:, 1], "s", color="C0", ms=5,
                 label="context")
   overhead.plot(ring[index, 0], ring[index, 1], "o", color="C3", ms=7, label="query")
-  arrow = 0.25 * float(np.max(np.abs(ring[:, :2]))) + 1e-6
+  arrow = 0.35 * float(np.max(np.abs(ring[:, :2]))) + 1e-6
   overhead.annotate("", xy=(ring[index, 0] + arrow * np.cos(ring[index, 3]),
                             ring[index, 1] + arrow * np.sin(ring[index, 3])),
                     xytext=(ring[index, 0], ring[index, 1]),
                     arrowprops=dict(arrowstyle="->", color="C3"))
   overhead.set_aspect("equal", adjustable="datalim")
-  overhead.set_title("cameras, seen from above", fontsize=common.LABEL_FONT)
-  overhead.set_xlabel("x", fontsize=7)
-  overhead.set_ylabel("y", fontsize=7)
+  overhead.set_title("cameras seen from above (x, y)", fontsize=common.LABEL_FONT)
   overhead.tick_params(labelsize=6)
-  overhead.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3,
+  overhead.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3,
                   frameon=False, handletextpad=0.2, columnspacing=0.8)
   figure.suptitle(title, fontsize=common.TITLE_FONT, y=0.97)
   return common.figure_pixels(figure)

@@ -1,8 +1,9 @@
 """Training curves from a run's TensorBoard event files: loss, NLL and KL against the step.
 
-Every directory under the workdir that holds ``events.out.tfevents.*`` files is one line (e.g.
-``train`` and ``eval``). A quantity is any scalar whose tag is its name or ends in ``/<name>``
-(``loss``, ``train/loss``), written as a plain scalar or as a TF2 scalar tensor. Raw values are
+Event files are found anywhere under the workdir (the trainer writes ``<workdir>/tensorboard``).
+A quantity is any scalar whose tag is its name or ends in ``/<name>`` (``train/loss`` and
+``eval/loss`` become two lines of the loss panel), written as a plain scalar or as a TF2 scalar
+tensor. Raw values are
 drawn faintly and an exponential moving average over them boldly, so that noisy steps do not hide
 the trend; series of few points (periodic evaluations) are drawn as they are.
 """
@@ -70,17 +71,26 @@ def read_scalars(directory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def read_curves(workdir) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-  """{quantity: {line name: (steps, values)}} for the quantities found; an error if none is."""
+  """{quantity: {line name: (steps, values)}} for the quantities found; an error if none is.
+
+  A line is named by its tag's prefix ('train', 'eval' for 'train/loss', 'eval/loss'), and by
+  its directory too when several directories hold events.
+  """
   workdir = pathlib.Path(workdir)
+  directories = event_directories(workdir)
   curves, seen = {}, set()
-  for directory in event_directories(workdir):
-    name = str(directory.relative_to(workdir)) if directory != workdir else workdir.name
+  for directory in directories:
+    place = str(directory.relative_to(workdir)) if directory != workdir else workdir.name
     for tag, series in read_scalars(directory).items():
       seen.add(tag)
       for quantity, _ in QUANTITIES + OPTIONAL:
         if tag == quantity or tag.endswith("/" + quantity):
-          lines = curves.setdefault(quantity, {})
-          lines[f"{name} ({tag})" if name in lines else name] = series
+          prefix = tag[:-len(quantity)].rstrip("/")
+          if not prefix:
+            line = place
+          else:
+            line = prefix if len(directories) == 1 else f"{place}: {prefix}"
+          curves.setdefault(quantity, {})[line] = series
   if not any(quantity in curves for quantity, _ in QUANTITIES):
     raise ValueError(f"--workdir={workdir}: its event files hold no scalar named "
                      f"{', '.join(q for q, _ in QUANTITIES)} (or ending in /<name>); found "

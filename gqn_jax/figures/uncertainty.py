@@ -102,7 +102,7 @@ def draw(context, query, one_sample, variance, title: str, row_labels=None):
   colorbar_axes = figure.add_subplot(grid[len(ROW_KINDS) - 1, views + 1])
   colorbar = figure.colorbar(image, cax=colorbar_axes)
   colorbar.ax.tick_params(labelsize=6)
-  colorbar.set_label("variance", fontsize=6)
+  colorbar.set_label("pixel variance", fontsize=7)
 
   curve = figure.add_axes([LEFT_INCHES / width, 0.45 / height,
                            cell * (views + 1) / width, CURVE_INCHES / height])
