@@ -135,14 +135,10 @@ def scene_batch(scenes, views: int, seed: int) -> dict[str, np.ndarray]:
   Each scene's K + 1 frames are ``Scene.views(seed, K + 1)``: a function of the seed and the
   scene's name only, so a scene gets the same views whatever batch it lands in.
   """
-  chosen = [scene.views(seed, views + 1) for scene in scenes]
-  return {
-      "context_images": np.stack([s.images[c[:views]] for s, c in zip(scenes, chosen)]),
-      "context_poses": np.stack([s.poses[c[:views]] for s, c in zip(scenes, chosen)]),
-      "context_mask": np.ones((len(scenes), views), bool),
-      "query_image": np.stack([s.images[c[views]] for s, c in zip(scenes, chosen)]),
-      "query_pose": np.stack([s.poses[c[views]] for s, c in zip(scenes, chosen)]),
-  }
+  context, context_poses, query, query_poses = scenes_lib.context_and_query(scenes, views, seed)
+  return {"context_images": context, "context_poses": context_poses,
+          "context_mask": np.ones((len(scenes), views), bool), "query_image": query,
+          "query_pose": query_poses}
 
 
 def held_out_batches(config, split: str, data_dir, *, num_scenes: int | None, batch_size: int,
@@ -178,8 +174,9 @@ def mean_training_image(config, data_dir, *, scenes: int, chunk: int = 32) -> np
     for scene in scenes_lib.read_scenes(config.data.dataset, "train", data_dir,
                                         count=min(chunk, count - first), first=first,
                                         image_size=config.model.image_size):
-      total = total + scene.images.sum(axis=0, dtype=np.float64)
-      frames += len(scene.images)
+      images = scene.images()
+      total = total + images.sum(axis=0, dtype=np.float64)
+      frames += len(images)
   return (total / frames).astype(np.float32)
 
 

@@ -96,7 +96,7 @@ def test_mean_training_image_is_the_mean_of_every_training_frame(tiny):
   config, _, _, data_dir, mean = tiny
   scenes = scenes_lib.read_scenes(config.data.dataset, "train", data_dir, count=4,
                                   image_size=IMAGE)
-  frames = np.concatenate([scene.images for scene in scenes])
+  frames = np.concatenate([scene.images() for scene in scenes])
   assert frames.shape == (40, IMAGE, IMAGE, 3)  # 4 scenes of 10 frames.
   np.testing.assert_allclose(mean, frames.mean(axis=0), atol=1e-6)
   # Read in chunks, the same mean.

@@ -1,5 +1,6 @@
 """Figures: each command writes a valid image of the expected size; the laws behind each figure."""
 
+import io
 import math
 
 from absl import app
@@ -10,6 +11,7 @@ from PIL import Image
 
 import _figures_run
 from gqn_jax import render
+from gqn_jax.data import frames as data_frames
 from gqn_jax.figures import common
 from gqn_jax.figures import flyaround
 from gqn_jax.figures import novel_views
@@ -61,11 +63,9 @@ def test_novel_views_writes_a_png_of_one_row_per_scene(run, tmp_path):
 
 
 def test_scene_views_are_distinct_and_fixed_by_seed_and_name():
-  images = np.zeros((10, 4, 4, 3), np.float32)
-  scene = scenes_lib.Scene("test/1-of-1.tfrecord#0", images, np.zeros((10, 5)),
-                           np.zeros((10, 7)), None)
-  other = scenes_lib.Scene("test/1-of-1.tfrecord#1", images, np.zeros((10, 5)),
-                           np.zeros((10, 7)), None)
+  cameras, poses = np.zeros((10, 5), np.float32), np.zeros((10, 7), np.float32)
+  scene = scenes_lib.Scene("test/1-of-1.tfrecord#0", (b"",) * 10, cameras, poses, 8, None)
+  other = scenes_lib.Scene("test/1-of-1.tfrecord#1", (b"",) * 10, cameras, poses, 8, None)
   views = scene.views(0, 10)
   assert sorted(views.tolist()) == list(range(10))
   np.testing.assert_array_equal(scene.views(0, 4), views[:4])  # nested: more views add frames.
@@ -73,6 +73,30 @@ def test_scene_views_are_distinct_and_fixed_by_seed_and_name():
   assert other.views(0, 10).tolist() != views.tolist()
   with pytest.raises(ValueError, match="cannot draw 11 distinct views of 10 frames"):
     scene.views(0, 11)
+
+
+def test_context_and_query_hold_the_drawn_frames(run):
+  """Frames of a scene's record come back decoded, at the model's size, beside their poses."""
+  workdir, _, _ = run
+  config = _checkpoint_config(workdir)
+  scenes = scenes_lib.read_scenes(config.data.dataset, "test", config.data.data_dir, count=2,
+                                  image_size=12, first=3)
+  context, context_poses, query, query_poses = scenes_lib.context_and_query(scenes, K, seed=5)
+  assert context.shape == (2, K, 12, 12, 3) and query.shape == (2, 12, 12, 3)
+  for row, scene in enumerate(scenes):
+    chosen = scene.views(5, K + 1)
+    np.testing.assert_array_equal(context[row], scene.images(chosen[:K]))
+    np.testing.assert_array_equal(query[row], scene.images(chosen[K:])[0])
+    np.testing.assert_array_equal(context_poses[row], scene.poses[chosen[:K]])
+    np.testing.assert_array_equal(query_poses[row], scene.poses[chosen[K]])
+    expected = np.asarray(Image.open(io.BytesIO(scene.jpegs[chosen[K]])), np.float32) / 255.0
+    np.testing.assert_allclose(scene.images(chosen[K:])[0],
+                               data_frames.resize(expected, 12), atol=1e-5)
+
+
+def _checkpoint_config(workdir):
+  from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.load_for_inference(workdir)[0]
 
 
 # --- uncertainty -------------------------------------------------------------------------------

@@ -29,14 +29,15 @@ def make(request: common.Request):
   cameras = ring_cameras(scene.cameras, ring_size)
   query_poses = poses_lib.camera_to_pose(cameras, config.model.pose_order).astype(np.float32)
   model = common.inference(request)
-  r = model.represent(scene.images[None, chosen], scene.poses[None, chosen])
+  context = scene.images(chosen)                                    # [K, H, W, 3]
+  r = model.represent(context[None], scene.poses[None, chosen])
   r = np.repeat(np.asarray(r), ring_size, axis=0)
   # One noise draw for all frames: row 0's noise, repeated.
   import jax  # pylint: disable=g-import-not-at-top
   noise = np.repeat(np.asarray(model.noise(jax.random.key(request.seed), 1)), ring_size, axis=0)
   rendered = np.clip(np.asarray(model.render(r, query_poses, noise)), 0.0, 1.0)
   title = f"Fly-around of {request.split} scene {request.first_scene}: {common.checkpoint_title(request)}"
-  frames = [draw_frame(scene.images[chosen], scene.cameras[chosen], cameras, index,
+  frames = [draw_frame(context, scene.cameras[chosen], cameras, index,
                        rendered[index], title) for index in range(ring_size)]
   return common.save_gif(frames, output, frame_ms)
 

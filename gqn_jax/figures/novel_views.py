@@ -7,6 +7,7 @@ never sees, and samples of that view drawn from the prior given the context.
 import numpy as np
 
 from gqn_jax.figures import common
+from gqn_jax.figures import scenes as scenes_lib
 
 DEFAULT_SCENES = 4
 DEFAULT_SAMPLES = 4
@@ -22,11 +23,8 @@ def make(request: common.Request):
   samples = common.positive(request.samples, "samples", DEFAULT_SAMPLES)
   views = common.context_views(request)
   scenes = common.held_out_scenes(request, count)
-  chosen = [scene.views(request.seed, views + 1) for scene in scenes]
-  context = np.stack([s.images[c[:views]] for s, c in zip(scenes, chosen)])       # [N, M, H, W, 3]
-  context_poses = np.stack([s.poses[c[:views]] for s, c in zip(scenes, chosen)])  # [N, M, 7]
-  query = np.stack([s.images[c[views]] for s, c in zip(scenes, chosen)])          # [N, H, W, 3]
-  query_poses = np.stack([s.poses[c[views]] for s, c in zip(scenes, chosen)])     # [N, 7]
+  context, context_poses, query, query_poses = scenes_lib.context_and_query(
+      scenes, views, request.seed)  # [N, K, H, W, 3], [N, K, 7], [N, H, W, 3], [N, 7]
   model = common.inference(request)
   r = model.represent(context, context_poses)
   drawn = common.prior_samples(model, r, query_poses, samples, request.seed)

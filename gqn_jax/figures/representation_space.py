@@ -89,7 +89,7 @@ def make(request: common.Request):
   for start in range(0, count, BATCH):
     chunk = scenes[start:start + BATCH]
     chosen = [scene.views(request.seed, views) for scene in chunk]
-    r = model.represent(np.stack([s.images[c] for s, c in zip(chunk, chosen)]),
+    r = model.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
                         np.stack([s.poses[c] for s, c in zip(chunk, chosen)]))
     vectors.append(np.asarray(r).reshape(len(chunk), -1))
   points, explained = pca_2d(np.concatenate(vectors))

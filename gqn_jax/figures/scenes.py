@@ -28,20 +28,43 @@ DEFAULT_GENERATED_ROOT = pathlib.Path(__file__).resolve().parents[2] / "data" / 
 
 @dataclasses.dataclass(frozen=True)
 class Scene:
-  """One stored scene, every frame at the model's image size."""
+  """One stored scene. Frames stay JPEG until asked for (a mazes scene has 300)."""
   name: str               # '<split>/<shard file>#<record index>'
-  images: np.ndarray      # float32 [S, H, W, 3] in [0, 1]
+  jpegs: tuple            # S JPEG byte strings, as stored.
   cameras: np.ndarray     # float32 [S, 5]: x, y, z, yaw, pitch
   poses: np.ndarray       # float32 [S, 7], poses.camera_to_pose in the model's order
+  image_size: int         # pixels per side of the images returned.
   factors: dict | None    # the generator's factors, when asked for and available.
+
+  def images(self, indices=None) -> np.ndarray:
+    """float32 [n, H, W, 3] in [0, 1]: frames ``indices`` (default all), decoded and resized."""
+    indices = range(len(self.jpegs)) if indices is None else np.asarray(indices).reshape(-1)
+    frames = np.stack([frames_lib.decode_jpeg(self.jpegs[i], f"{self.name}, frame {i}")
+                       for i in indices])
+    return np.clip(frames_lib.resize(frames.astype(np.float32) / 255.0, self.image_size),
+                   0.0, 1.0)
 
   def views(self, seed: int, count: int) -> np.ndarray:
     """``count`` distinct frame indices of this scene, a fixed function of (seed, name)."""
-    if not 1 <= count <= len(self.images):
+    if not 1 <= count <= len(self.jpegs):
       raise ValueError(f"{self.name}: cannot draw {count} distinct views of "
-                       f"{len(self.images)} frames")
+                       f"{len(self.jpegs)} frames")
     rng = np.random.default_rng([seed, *self.name.encode()])
-    return rng.permutation(len(self.images))[:count]
+    return rng.permutation(len(self.jpegs))[:count]
+
+
+def context_and_query(scenes, views: int, seed: int):
+  """Each scene's ``views`` context views and a query view, drawn by ``Scene.views(seed, K + 1)``.
+
+  Returns (context images [N, K, H, W, 3], context poses [N, K, 7], query images [N, H, W, 3],
+  query poses [N, 7]). The first M of the K context views are the views M would draw.
+  """
+  chosen = [scene.views(seed, views + 1) for scene in scenes]
+  images = [scene.images(c) for scene, c in zip(scenes, chosen)]
+  return (np.stack([i[:views] for i in images]),
+          np.stack([s.poses[c[:views]] for s, c in zip(scenes, chosen)]),
+          np.stack([i[views] for i in images]),
+          np.stack([s.poses[c[views]] for s, c in zip(scenes, chosen)]))
 
 
 def default_scenes_dir() -> pathlib.Path:
@@ -93,12 +116,10 @@ def read_scenes(dataset: str, split: str, data_dir, *, count: int, image_size: i
   for index in range(first, first + count):
     where = f"{name} {split}, record {index}"
     jpegs, cameras, scene = input_pipeline.parse_scene(source[index], frames_per_scene, where)
-    frames = np.stack([frames_lib.decode_jpeg(jpeg, f"{where}, frame {k}")
-                       for k, jpeg in enumerate(jpegs)])
-    images = np.clip(frames_lib.resize(frames.astype(np.float32) / 255.0, image_size), 0.0, 1.0)
     factors = (scene_factors(scenes_dir, source_name(dataset), scene) if with_factors else None)
-    result.append(Scene(scene, images, cameras,
-                        poses_lib.camera_to_pose(cameras, pose_order).astype(np.float32), factors))
+    result.append(Scene(scene or where, tuple(jpegs), cameras,
+                        poses_lib.camera_to_pose(cameras, pose_order).astype(np.float32),
+                        image_size, factors))
   return result
 
 

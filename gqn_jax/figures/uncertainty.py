@@ -9,6 +9,7 @@ the number of views, should fall as views that show more of the scene come in.
 import numpy as np
 
 from gqn_jax.figures import common
+from gqn_jax.figures import scenes as scenes_lib
 
 DEFAULT_SCENES = 3
 DEFAULT_SAMPLES = 8
@@ -29,11 +30,8 @@ def make(request: common.Request):
     raise ValueError(f"--samples must be at least 2 to estimate a variance, got {samples}")
   views = common.context_views(request)
   scenes = common.held_out_scenes(request, count)
-  chosen = [scene.views(request.seed, views + 1) for scene in scenes]
-  context = np.stack([s.images[c[:views]] for s, c in zip(scenes, chosen)])       # [N, K, H, W, 3]
-  context_poses = np.stack([s.poses[c[:views]] for s, c in zip(scenes, chosen)])
-  query = np.stack([s.images[c[views]] for s, c in zip(scenes, chosen)])
-  query_poses = np.stack([s.poses[c[views]] for s, c in zip(scenes, chosen)])
+  context, context_poses, query, query_poses = scenes_lib.context_and_query(
+      scenes, views, request.seed)  # [N, K, H, W, 3], [N, K, 7], [N, H, W, 3], [N, 7]
   model = common.inference(request)
   drawn = []  # per M: [N, S, H, W, 3]
   for m in range(1, views + 1):
