@@ -369,9 +369,10 @@ def load_checkpoint(workdir, step: int | None = None) -> Checkpoint:
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir}: no such directory")
   from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  config, params = checkpoints.load_for_inference(workdir, step)
+  # orbax wants absolute paths; the given one is kept for messages and records.
+  config, params = checkpoints.load_for_inference(workdir.resolve(), step)
   if step is None:
-    step = _latest_step(checkpoints, workdir)
+    step = _latest_step(checkpoints, workdir.resolve())
   return Checkpoint(workdir, step, config, config_lib.model_config(config.model), params)
 
 

@@ -205,7 +205,7 @@ def _cli(argv):
   return evaluate_cli.evaluate_run(flag_values)
 
 
-def test_cli_writes_identical_json_twice(tiny, tmp_path):
+def test_cli_writes_identical_json_twice(tiny, tmp_path, monkeypatch):
   config, _, params, _, _ = tiny
   state = _figures_run.trained_state(0).replace(params=params, step=np.int32(7))
   workdir = _figures_run.write_run(tmp_path / "run", config, state)
@@ -218,9 +218,12 @@ def test_cli_writes_identical_json_twice(tiny, tmp_path):
   assert saved["dataset"] == _figures_run.DATASET and saved["split"] == "test"
   assert saved["step"] == 7 and saved["scenes"] == 4
   assert saved["sigma"] == config.optim.sigma_final and saved == json.loads(json.dumps(results))
-  # The default output goes into the run's directory.
-  _, default = _cli(arguments)
-  assert default == workdir / "evaluation_test.json"
+  # A relative --workdir (orbax itself takes absolute paths only); the default output goes
+  # into the run's directory.
+  monkeypatch.chdir(tmp_path)
+  relative = [f"--workdir={workdir.name}"] + arguments[1:]
+  _, default = _cli(relative)
+  assert default.resolve() == workdir / "evaluation_test.json"
 
 
 def test_cli_names_a_workdir_without_a_checkpoint(tmp_path):

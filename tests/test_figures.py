@@ -94,6 +94,13 @@ def test_context_and_query_hold_the_drawn_frames(run):
                                data_frames.resize(expected, 12), atol=1e-5)
 
 
+def test_source_name_of_tfds_configs():
+  for name in ("rooms_ring_camera", "generated_rooms_ring_camera",
+               "generated_rooms_ring_camera-skip_bad", "gqn/rooms_ring_camera:1.0.0",
+               "gqn/generated_rooms_ring_camera/1.0.0"):
+    assert scenes_lib.source_name(name) == "rooms_ring_camera", name
+
+
 def _checkpoint_config(workdir):
   from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   return checkpoints.load_for_inference(workdir)[0]

@@ -36,7 +36,8 @@ def make(request: common.Request):
   import jax  # pylint: disable=g-import-not-at-top
   noise = np.repeat(np.asarray(model.noise(jax.random.key(request.seed), 1)), ring_size, axis=0)
   rendered = np.clip(np.asarray(model.render(r, query_poses, noise)), 0.0, 1.0)
-  title = f"Fly-around of {request.split} scene {request.first_scene}: {common.checkpoint_title(request)}"
+  title = (f"Fly-around of {request.split} scene {request.first_scene}: "
+           f"{common.checkpoint_title(request)}")
   frames = [draw_frame(context, scene.cameras[chosen], cameras, index,
                        rendered[index], title) for index in range(ring_size)]
   return common.save_gif(frames, output, frame_ms)

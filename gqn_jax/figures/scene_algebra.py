@@ -61,7 +61,10 @@ def make(request: common.Request):
 
 
 def choose_analogies(rows: int, seed: int) -> list[tuple[tuple[str, str], ...]]:
-  """Per row ((shape, colour) of A, B, C, D): A-B differ in colour, B-C in shape, D = C's shape, A's colour."""
+  """Per row, (shape, colour) of A, B, C, D.
+
+  A and B differ in colour, B and C in shape; D has C's shape and A's colour.
+  """
   rng = np.random.default_rng([seed, rows])
   shapes, colours = list(rooms.SHAPES), list(controlled_scenes.COLOURS)
   analogies = []

@@ -68,13 +68,17 @@ def context_and_query(scenes, views: int, seed: int):
 
 
 def default_scenes_dir() -> pathlib.Path:
-  """Where ``gqn_jax.generate`` wrote the scenes TFDS built from: $GQN_GENERATED_DIR or data/generated."""
+  """Where gqn_jax.generate wrote the scenes TFDS built from: $GQN_GENERATED_DIR, data/generated."""
   return pathlib.Path(os.environ.get(GENERATED_ROOT_ENV, DEFAULT_GENERATED_ROOT))
 
 
 def source_name(dataset: str) -> str:
-  """TFDS config name -> the generator's family name ('generated_rooms_ring_camera-x' -> 'rooms...')."""
-  config = dataset.split("/")[-1].split(":")[0]
+  """TFDS config name -> the generator's family name.
+
+  'generated_rooms_ring_camera-variant' and 'gqn/rooms_ring_camera:1.0.0' -> 'rooms_ring_camera'.
+  """
+  parts = dataset.split(":")[0].split("/")  # [config] or ['gqn', config(, version)]
+  config = parts[1] if len(parts) > 1 else parts[0]
   return config.split("-", 1)[0].removeprefix(input_pipeline.GENERATED_PREFIX)
 
 
@@ -84,7 +88,8 @@ def _source(dataset: str, split: str, data_dir):
   name = dataset if "/" in dataset else f"{input_pipeline.TFDS_NAME}/{dataset}"
   try:
     builder = tfds.builder(name, data_dir=data_dir)
-    source = builder.as_data_source(split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    source = builder.as_data_source(
+        split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   except Exception as error:  # TFDS raises several types for "not prepared here".
     raise FileNotFoundError(f"no prepared TFDS dataset {name} (split {split}) under "
                             f"data_dir={data_dir}: {error}") from None

@@ -47,7 +47,8 @@ def event_directories(workdir) -> list[pathlib.Path]:
 
 def read_scalars(directory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{tag: (steps int64 [N], values float64 [N])} of every scalar in one event directory."""
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
   from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
   accumulator = event_accumulator.EventAccumulator(
       str(directory), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})

@@ -60,7 +60,11 @@ def figure_inches(scenes: int, views: int) -> tuple[float, float]:
 
 
 def draw(context, query, one_sample, variance, title: str, row_labels=None):
-  """context [N, K, H, W, 3], query [N, H, W, 3], one_sample [N, K, H, W, 3], variance [N, K, H, W]."""
+  """One block of rows per scene, then the curve of mean variance against views.
+
+  context [N, K, H, W, 3], query [N, H, W, 3], one_sample [N, K, H, W, 3] (a sample given the
+  first M views, per M), variance [N, K, H, W].
+  """
   scenes, views = context.shape[:2]
   width, height = figure_inches(scenes, views)
   figure = common.new_figure(width, height)

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Evaluates one training run and renders every figure of it into one directory.
+#
+#   sh experiments/figures/render_all.sh <workdir> [<output dir>] [flags]
+#   sh experiments/figures/render_all.sh runs/demo runs/demo/figures --data_dir=data/tfds
+#
+# The flags go to every command, so only those that gqn_jax.evaluate and gqn_jax.render both
+# take: --data_dir, --split, --step, --seed.
+#
+# Writes evaluation.json (and prints its table), novel_views.png, uncertainty.png,
+# flyaround.gif, scene_algebra.png (rooms only; skipped with a note otherwise),
+# representation_space.png (generated scenes only: it needs their factors) and
+# training_curves.png. PYTHON defaults to the project's virtual environment.
+set -eu
+if [ $# -lt 1 ]; then
+  echo "usage: $0 <workdir> [<output dir>] [--data_dir= --split= --step= --seed=]" >&2
+  exit 2
+fi
+WORKDIR=$1
+OUT=${2:-$WORKDIR/figures}
+[ $# -ge 2 ] && shift 2 || shift 1
+PYTHON=${PYTHON:-.venv/bin/python}
+mkdir -p "$OUT"
+
+"$PYTHON" -m gqn_jax.evaluate --workdir="$WORKDIR" --output="$OUT/evaluation.json" "$@"
+for FIGURE in novel_views uncertainty training_curves; do
+  "$PYTHON" -m gqn_jax.render "$FIGURE" --workdir="$WORKDIR" --output="$OUT/$FIGURE.png" "$@"
+done
+"$PYTHON" -m gqn_jax.render flyaround --workdir="$WORKDIR" --output="$OUT/flyaround.gif" "$@"
+# These two need rooms (scene_algebra) and scene factors (representation_space): a run on
+# other data gets a one-line error naming why, and the script goes on.
+for FIGURE in scene_algebra representation_space; do
+  "$PYTHON" -m gqn_jax.render "$FIGURE" --workdir="$WORKDIR" --output="$OUT/$FIGURE.png" "$@" \
+    || echo "skipped $FIGURE (see the error above)" >&2
+done
+echo "figures in $OUT"
