@@ -1,6 +1,7 @@
 """Figures: each command writes a valid image of the expected size; the laws behind each figure."""
 
 import io
+import json
 import math
 
 from absl import app
@@ -174,7 +175,6 @@ def test_relative_distance_is_zero_for_additive_representations():
       r("box", "red"), r("cone", "blue"), r("cone", "blue"), r("cone", "red")), 1.0)
 
 
-@pytest.mark.slow
 def test_controlled_scenes_differ_only_where_the_object_is():
   """A red and a blue box in the same room: pixels differ only where the box is seen."""
   from gqn_jax.figures import controlled_scenes  # pylint: disable=g-import-not-at-top
@@ -198,7 +198,6 @@ def test_controlled_scenes_differ_only_where_the_object_is():
     controlled_scenes.room("shepard_metzler_5_parts", "box", "red", background=0)
 
 
-@pytest.mark.slow
 def test_scene_algebra_writes_a_png(run, tmp_path):
   workdir, _, _ = run
   path = _render("scene_algebra", workdir, tmp_path / "algebra.png", "--scenes=1",
@@ -243,9 +242,31 @@ def test_representation_space_writes_a_png_per_factor(run, tmp_path):
   with pytest.raises(ValueError, match="unknown factor.*'height'.*known: object_count"):
     _render("representation_space", workdir, tmp_path / "s.png", "--scenes=9",
             f"--scenes_dir={scenes_dir}", "--factors=height")
-  with pytest.raises(FileNotFoundError, match="factors.jsonl: no such factors file"):
+  with pytest.raises(FileNotFoundError, match=r"no factors for scene test/.*factors.jsonl "
+                     r"\(missing\)"):
     _render("representation_space", workdir, tmp_path / "s.png", "--scenes=9",
             f"--scenes_dir={tmp_path}")
+
+
+def test_factors_are_taken_only_from_the_generation_run_that_made_the_scene(tmp_path):
+  """Two generation runs name their shards alike: the sidecar whose re-sampled cameras match the
+  stored ones is the scene's, whichever root comes first."""
+  from gqn_jax.scenes import scene as scene_lib  # pylint: disable=g-import-not-at-top
+  family = "rooms_ring_camera"
+  mine, _ = scene_lib.sample_scene(family, "test", 1, 0)
+  stored_cameras = scene_lib.sample_scene(family, "test", 1, 0)[1]
+  other, _ = scene_lib.sample_scene(family, "test", 1, 7)  # another seed: another scene.
+  for root, factors in (("other_run", other), ("my_run", mine)):
+    directory = tmp_path / root / family / "test"
+    directory.mkdir(parents=True)
+    lines = [json.dumps({"index": 0}), json.dumps(factors)]
+    (directory / "1-of-1.tfrecord.factors.jsonl").write_text("\n".join(lines) + "\n")
+  roots = [tmp_path / "other_run", tmp_path / "my_run"]
+  found = scenes_lib.scene_factors(roots, family, "test/1-of-1.tfrecord#1", stored_cameras)
+  assert found == json.loads(json.dumps(mine))
+  with pytest.raises(FileNotFoundError, match="other_run.*another generation run"):
+    scenes_lib.scene_factors(roots[:1], family, "test/1-of-1.tfrecord#1", stored_cameras)
+  assert scenes_lib.belongs_to({"objects": []}, stored_cameras)  # uncheckable factors pass.
 
 
 # --- training_curves ---------------------------------------------------------------------------

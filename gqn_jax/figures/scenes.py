@@ -1,12 +1,13 @@
-"""Whole held-out scenes for figures: every frame, its camera, and the factors it was made from.
+"""Stored scenes for evaluation and figures: frames, cameras, and the factors they were made from.
 
-Batches of the input pipeline hold a few drawn frames of each scene and forget which scene it
-was; figures need all frames of one scene (a fly-around), the same frames again for growing
-context (uncertainty), and the factors a generated scene was made from (representation space).
-So scenes are read here straight from the prepared TFDS ``gqn`` dataset (array_record, no
-TensorFlow), and each scene's ``scene`` feature, ``<split>/<shard file>#<record>``, leads to its
-factors in ``<scenes_dir>/<name>/<split>/<shard file>.factors.jsonl`` (written by
-``gqn_jax.generate``; released datasets have none).
+Batches of the input pipeline hold a few frames of each scene, drawn per batch, and forget which
+scene it was. Evaluation and figures need each scene to get the same views whatever batch it is
+in, views nested as context grows (uncertainty), more frames of one scene (a fly-around's
+context), and the factors a generated scene was made from (representation space). So scenes are
+read here straight from the prepared TFDS ``gqn`` dataset (array_record, no TensorFlow), frames
+decoded only when asked for, and each scene's ``scene`` feature, ``<split>/<shard file>#<record>``,
+leads to its factors in ``<root>/<name>/<split>/<shard file>.factors.jsonl`` (written by
+``gqn_jax.generate``; released datasets have none), checked to belong to the scene.
 """
 
 import dataclasses
@@ -106,9 +107,12 @@ def read_scenes(dataset: str, split: str, data_dir, *, count: int, image_size: i
                 with_factors: bool = False, scenes_dir=None) -> list[Scene]:
   """Scenes ``first .. first + count - 1`` of ``split`` in stored order.
 
+  With ``with_factors``, each scene's factors come from its sidecar under ``scenes_dir`` (default:
+  see ``factor_roots``), checked to be this scene's (``scene_factors``).
+
   Raises FileNotFoundError naming the dataset when it is not prepared under ``data_dir``,
-  ValueError when the split has fewer scenes, and FileNotFoundError naming the sidecar file when
-  ``with_factors`` and a scene's factors are missing.
+  ValueError when the split has fewer scenes, and FileNotFoundError naming the sidecar files
+  tried when a scene's factors are not found.
   """
   builder, source = _source(dataset, split, data_dir)
   name = builder.info.full_name
@@ -116,38 +120,77 @@ def read_scenes(dataset: str, split: str, data_dir, *, count: int, image_size: i
     raise ValueError(f"{name} {split} holds {len(source)} scenes; scenes {first}..."
                      f"{first + count - 1} were asked for")
   frames_per_scene = builder.info.features["frames"].shape[0]
-  scenes_dir = pathlib.Path(scenes_dir) if scenes_dir else default_scenes_dir()
+  roots = factor_roots(scenes_dir) if with_factors else []
   result = []
   for index in range(first, first + count):
     where = f"{name} {split}, record {index}"
     jpegs, cameras, scene = input_pipeline.parse_scene(source[index], frames_per_scene, where)
-    factors = (scene_factors(scenes_dir, source_name(dataset), scene) if with_factors else None)
+    factors = (scene_factors(roots, source_name(dataset), scene, cameras) if with_factors
+               else None)
     result.append(Scene(scene or where, tuple(jpegs), cameras,
                         poses_lib.camera_to_pose(cameras, pose_order).astype(np.float32),
                         image_size, factors))
   return result
 
 
-def scene_factors(scenes_dir, family: str, scene: str) -> dict:
-  """The factors of scene '<split>/<shard file>#<record>' from its shard's sidecar file."""
+def factor_roots(scenes_dir=None) -> list[pathlib.Path]:
+  """Roots to look for factor sidecars under: ``scenes_dir`` alone when given, else the default
+  root and its subdirectories (``make demo`` writes to data/generated/demo)."""
+  if scenes_dir:
+    return [pathlib.Path(scenes_dir)]
+  root = default_scenes_dir()
+  below = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+  return [root, *below]
+
+
+def scene_factors(roots, family: str, scene: str, cameras) -> dict:
+  """The factors of scene '<split>/<shard file>#<record>' from its shard's sidecar file.
+
+  Every generation run names its shards alike, so a sidecar is taken only if its factors are
+  this scene's: the generator's record of (family, split, index, seed) is sampled again (no
+  rendering) and its cameras must be the stored ``cameras`` [S, 5]. The first root whose
+  sidecar passes wins; FileNotFoundError lists what was tried.
+  """
   try:
     location, record = scene.rsplit("#", 1)
     split, shard = location.split("/", 1)
     record = int(record)
   except ValueError:
     raise ValueError(f"scene name {scene!r} is not '<split>/<shard file>#<record>'") from None
-  path = pathlib.Path(scenes_dir) / family / split / (shard + shards.FACTORS_SUFFIX)
-  lines = _sidecar(path)
-  if record >= len(lines):
-    raise ValueError(f"{path} holds {len(lines)} scenes; scene {scene} needs record {record}")
-  return json.loads(lines[record])
+  tried = []
+  for root in roots:
+    path = pathlib.Path(root) / family / split / (shard + shards.FACTORS_SUFFIX)
+    lines = _sidecar(path)
+    if record >= len(lines):
+      tried.append(f"{path} ({'missing' if not lines else f'{len(lines)} scenes'})")
+      continue
+    factors = json.loads(lines[record])
+    if belongs_to(factors, cameras):
+      return factors
+    tried.append(f"{path} (written by another generation run: its cameras differ)")
+  raise FileNotFoundError(
+      f"no factors for scene {scene}; tried {', '.join(tried) or 'nothing'}. Scene factors "
+      f"exist only for scenes written by gqn_jax.generate: pass --scenes_dir=<the root it "
+      f"wrote to> (default ${GENERATED_ROOT_ENV} or data/generated, and the directories in it)")
+
+
+def belongs_to(factors: dict, cameras) -> bool:
+  """Whether the generator's ``factors`` describe the scene seen from ``cameras`` [S, 5].
+
+  Factors without the generator's (family, split, index, seed) cannot be checked and pass.
+  """
+  from gqn_jax.scenes import scene as scene_lib  # pylint: disable=g-import-not-at-top
+  if not all(key in factors for key in ("family", "split", "index", "seed")):
+    return True
+  _, expected = scene_lib.sample_scene(factors["family"], factors["split"], factors["index"],
+                                       factors["seed"])
+  cameras = np.asarray(cameras, np.float32)
+  return expected.shape == cameras.shape and bool(np.allclose(expected, cameras, atol=1e-5))
 
 
 @functools.lru_cache(maxsize=64)
 def _sidecar(path: pathlib.Path) -> tuple[str, ...]:
+  """The lines of a factors file; none if it does not exist."""
   if not path.exists():
-    raise FileNotFoundError(
-        f"{path}: no such factors file. Scene factors exist only for scenes written by "
-        f"gqn_jax.generate; pass --scenes_dir=<the root it wrote to> (default "
-        f"${GENERATED_ROOT_ENV} or data/generated)")
+    return ()
   return tuple(path.read_text(encoding="utf-8").splitlines())
