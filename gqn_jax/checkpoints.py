@@ -21,6 +21,7 @@ For evaluation and figures::
 
 import json
 import logging
+import os
 from typing import Any, Mapping
 
 from etils import epath
@@ -94,6 +95,11 @@ def write_config(workdir, config) -> epath.Path:
   return path
 
 
+def _absolute(path) -> epath.Path:
+  """orbax (tensorstore) needs absolute paths; URLs such as gs://... are left as they are."""
+  return epath.Path(path if "://" in str(path) else os.path.abspath(path))
+
+
 def _abstract(tree, sharding):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
@@ -105,7 +111,7 @@ class Checkpointer:
                async_save: bool = True, read_only: bool = False):
     if max_to_keep < 1:
       raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}")
-    self.workdir = epath.Path(workdir)
+    self.workdir = _absolute(workdir)
     self.directory = self.workdir / CHECKPOINT_DIR
     policies = [preservation.LatestN(max_to_keep)]
     if keep_best:
@@ -219,7 +225,7 @@ def load_for_inference(workdir, step: int | None = None
   Raises:
     CheckpointNotFoundError: the workdir has no checkpoint, or none at ``step``.
   """
-  workdir = epath.Path(workdir)
+  workdir = _absolute(workdir)
   directory = workdir / CHECKPOINT_DIR
   if not directory.exists():
     raise CheckpointNotFoundError(

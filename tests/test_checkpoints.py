@@ -87,11 +87,12 @@ def test_keeps_the_last_k_and_the_best(tmp_path):
   checkpointer.close()
 
 
-def test_load_for_inference_contract(tmp_path):
+def test_load_for_inference_contract(tmp_path, monkeypatch):
   config = _train_tiny_config.get_config()
-  checkpointer, state = _save(tmp_path, config, [(3, None), (7, None)])
+  monkeypatch.chdir(tmp_path.parent)  # a relative workdir, as on the command line.
+  checkpointer, state = _save(tmp_path.name, config, [(3, None), (7, None)])
   checkpointer.close()
-  loaded_config, params = checkpoints.load_for_inference(tmp_path)
+  loaded_config, params = checkpoints.load_for_inference(tmp_path.name)
   assert isinstance(loaded_config, ml_collections.ConfigDict)
   assert loaded_config.model.to_dict() == config.model.to_dict()
   assert loaded_config.train.batch_size == config.train.batch_size

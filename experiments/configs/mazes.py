@@ -1,0 +1,31 @@
+r"""mazes: the paper's model and recipe (GQN_SPEC.md), K = 20 context views at most.
+
+DeepMind Lab mazes (84 px frames, resized to 64 by the input pipeline; 300 frames).
+Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed
+learning rate and pixel sigma, batch 36, 2M steps). The global batch must split evenly over the
+devices: launch scripts round it up (experiments/README.md).
+
+Data, converted once (experiments/README.md, "Data")::
+
+  gsutil -m cp -R gs://gqn-dataset/mazes data/downloads
+  .venv/bin/tfds build data/gqn --config=mazes --manual_dir=data/downloads \
+      --data_dir=data/tfds --file_format=array_record
+
+Train (rerun the same command to resume)::
+
+  python -m gqn_jax.train --config=experiments/configs/mazes.py \
+      --workdir=runs/mazes
+"""
+
+from gqn_jax import trainer
+from gqn_jax.configs import paper
+
+
+def get_config():
+  config = trainer.with_training_fields(paper.get_config())
+  config.data.update(dataset="mazes", max_context_views=20, data_dir="data/tfds")
+  config.train.update(
+      log_every_steps=100, checkpoint_every_steps=5_000, keep_checkpoints=3,
+      keep_best_checkpoint=True, eval_every_steps=10_000, eval_batches=16,
+      image_every_steps=10_000, image_scenes=6, prior_samples=3)
+  return config

@@ -1,0 +1,32 @@
+r"""rooms_free_camera_with_object_rotations: the paper's model and recipe (GQN_SPEC.md), K = 5 context views at most.
+
+Rooms, free camera, objects rotating (128 px frames, resized to 64 by
+the input pipeline; 10 frames).
+Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed
+learning rate and pixel sigma, batch 36, 2M steps). The global batch must split evenly over the
+devices: launch scripts round it up (experiments/README.md).
+
+Data, converted once (experiments/README.md, "Data")::
+
+  gsutil -m cp -R gs://gqn-dataset/rooms_free_camera_with_object_rotations data/downloads
+  .venv/bin/tfds build data/gqn --config=rooms_free_camera_with_object_rotations --manual_dir=data/downloads \
+      --data_dir=data/tfds --file_format=array_record
+
+Train (rerun the same command to resume)::
+
+  python -m gqn_jax.train --config=experiments/configs/rooms_free_camera_with_object_rotations.py \
+      --workdir=runs/rooms_free_camera_with_object_rotations
+"""
+
+from gqn_jax import trainer
+from gqn_jax.configs import paper
+
+
+def get_config():
+  config = trainer.with_training_fields(paper.get_config())
+  config.data.update(dataset="rooms_free_camera_with_object_rotations", max_context_views=5, data_dir="data/tfds")
+  config.train.update(
+      log_every_steps=100, checkpoint_every_steps=5_000, keep_checkpoints=3,
+      keep_best_checkpoint=True, eval_every_steps=10_000, eval_batches=16,
+      image_every_steps=10_000, image_scenes=6, prior_samples=3)
+  return config
