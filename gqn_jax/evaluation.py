@@ -18,11 +18,12 @@ keeps the same K + 1 frames for every M (the first M of its K context views). So
 of one checkpoint give identical numbers, and the rows for different M differ only in the
 context.
 
-  config, params = evaluation.load_checkpoint(workdir)
-  batches, count = evaluation.held_out_batches(config, "test", data_dir, num_scenes=64,
+  run = evaluation.load_checkpoint("runs/demo")
+  batches, count = evaluation.held_out_batches(run.config, "test", data_dir, num_scenes=64,
                                                batch_size=8)
-  mean = evaluation.mean_training_image(config, data_dir, scenes=100)
-  results = evaluation.evaluate(model_config, params, batches, mean_image=mean, sigma=0.7)
+  mean = evaluation.mean_training_image(run.config, data_dir, scenes=100)
+  results = evaluation.evaluate(run.model_config, run.params, batches, mean_image=mean,
+                                sigma=0.7, total_scenes=count)
   print(evaluation.format_table(results))
 """
 
@@ -93,7 +94,7 @@ def nearest_view(context_images, context_poses, context_mask, query_pose):
 # --- The model, used deterministically ----------------------------------------------------------
 
 class Inference:
-  """Jitted uses of one trained model: representations, prior samples, ELBO terms.
+  """Jitted uses of one trained model: representations, and renderings of them from the prior.
 
   Latent noise is passed in (``noise``), never drawn inside, so callers decide what is random.
   """

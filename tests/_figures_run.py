@@ -99,7 +99,8 @@ def write_events(logdir, steps=range(0, 600, 5)) -> dict[str, list[tuple[int, fl
     kl = 50.0 * np.exp(-step / 200) + 1.0
     nll = 900.0 + 400.0 * np.exp(-step / 100) + (step % 7)
     values = {"train/loss": nll + kl, "train/nll": nll, "train/kl": kl,
-              "train/kl_per_step/1": kl / 3, "train/steps_per_second": 3.0}
+              "train/kl_per_step/1": kl / 3, "train/steps_per_second": 3.0,
+              "train/sigma": max(0.7, 2.0 - step / 400)}
     if step % 100 == 0:
       values["eval/loss"] = nll + kl + 10.0
     writer.scalars(step, values)

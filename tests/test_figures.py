@@ -281,6 +281,9 @@ def test_training_curves_read_back_what_the_trainer_wrote(run):
       expected = written[f"{line}/{quantity}"]
       np.testing.assert_array_equal(steps, [s for s, _ in expected])
       np.testing.assert_allclose(values, [v for _, v in expected], rtol=1e-6)
+  # The pixel sigma is read for the footnote only, from its first to its last value.
+  assert "sigma" not in dict(training_curves.panels(curves))
+  assert "(2.00 -> 0.70 here)" in training_curves.sigma_note(curves)
 
 
 def test_smoothing_keeps_constants_and_follows_a_step():

@@ -82,7 +82,7 @@ def draw_frame(context, context_cameras, ring, index: int, rendered, title: str)
                     xytext=(ring[index, 0], ring[index, 1]),
                     arrowprops=dict(arrowstyle="->", color="C3"))
   overhead.set_aspect("equal", adjustable="datalim")
-  overhead.set_title("cameras seen from above (x, y)", fontsize=common.LABEL_FONT)
+  overhead.set_title("cameras, from above", fontsize=common.LABEL_FONT)
   overhead.tick_params(labelsize=6)
   overhead.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3,
                   frameon=False, handletextpad=0.2, columnspacing=0.8)

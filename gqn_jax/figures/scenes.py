@@ -83,8 +83,12 @@ def source_name(dataset: str) -> str:
   return config.split("-", 1)[0].removeprefix(input_pipeline.GENERATED_PREFIX)
 
 
+@functools.lru_cache(maxsize=8)
 def _source(dataset: str, split: str, data_dir):
-  """(TFDS builder, random-access source of serialized scenes) of a prepared split."""
+  """(TFDS builder, random-access source of serialized scenes) of a prepared split.
+
+  Cached: evaluation reads a split a batch at a time.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name = dataset if "/" in dataset else f"{input_pipeline.TFDS_NAME}/{dataset}"
   try:

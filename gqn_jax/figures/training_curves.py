@@ -20,6 +20,7 @@ QUANTITIES = (  # (tag name, panel title)
     ("kl", "KL (nats per image)"),
 )
 OPTIONAL = (("loss_bits_per_dim", "loss (bits per dimension)"),)
+SIGMA = "sigma"     # the pixel sigma the train lines were computed at; read for a note only.
 SMOOTHING = 0.9     # EMA weight of the past.
 MIN_POINTS_TO_SMOOTH = 50
 PANEL_INCHES = (4.2, 2.8)
@@ -84,7 +85,7 @@ def read_curves(workdir) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     place = str(directory.relative_to(workdir)) if directory != workdir else workdir.name
     for tag, series in read_scalars(directory).items():
       seen.add(tag)
-      for quantity, _ in QUANTITIES + OPTIONAL:
+      for quantity in [q for q, _ in QUANTITIES + OPTIONAL] + [SIGMA]:
         if tag == quantity or tag.endswith("/" + quantity):
           prefix = tag[:-len(quantity)].rstrip("/")
           if not prefix:
@@ -116,7 +117,7 @@ def panels(curves) -> list[tuple[str, str]]:
 def figure_inches(count: int) -> tuple[float, float]:
   columns = min(count, 2)
   rows = -(-count // columns)
-  return columns * PANEL_INCHES[0] + 0.2, rows * PANEL_INCHES[1] + 0.6
+  return columns * PANEL_INCHES[0] + 0.2, rows * PANEL_INCHES[1] + 0.8
 
 
 def draw(curves, title: str):
@@ -126,12 +127,14 @@ def draw(curves, title: str):
   figure = common.new_figure(width, height)
   columns = min(len(shown), 2)
   grid = figure.add_gridspec(-(-len(shown) // columns), columns, left=0.1, right=0.97,
-                             top=1 - 0.6 / height, bottom=0.5 / height + 0.04, wspace=0.3,
+                             top=1 - 0.6 / height, bottom=0.85 / height, wspace=0.3,
                              hspace=0.55)
+  # One colour per line name in every panel.
+  names = sorted({line for quantity, _ in shown for line in curves[quantity]})
   for index, (quantity, panel_title) in enumerate(shown):
     axes = figure.add_subplot(grid[index // columns, index % columns])
-    for number, (line, (steps, values)) in enumerate(sorted(curves[quantity].items())):
-      colour = f"C{number % 10}"
+    for line, (steps, values) in sorted(curves[quantity].items()):
+      colour = f"C{names.index(line) % 10}"
       if len(values) < MIN_POINTS_TO_SMOOTH:  # e.g. periodic evaluations: every point counts.
         axes.plot(steps, values, "o-", color=colour, lw=1.6, ms=3, label=line)
         continue
@@ -143,4 +146,21 @@ def draw(curves, title: str):
     axes.grid(alpha=0.3)
     axes.legend(fontsize=6, frameon=False)
   figure.suptitle(title, fontsize=common.TITLE_FONT + 1, y=1 - 0.1 / height, va="top")
+  note = sigma_note(curves)
+  if note:
+    figure.text(0.5, 0.12 / height, note, ha="center", va="bottom", fontsize=7, color="0.3")
   return figure
+
+
+def sigma_note(curves) -> str | None:
+  """A footnote on the pixel sigma of the lines, when the run logged it.
+
+  The NLL depends on the sigma it is computed at: the trainer's train lines use the annealed
+  sigma and its eval lines optim.sigma_final, so their levels differ by more than the fit.
+  """
+  for line, (_, values) in sorted(curves.get(SIGMA, {}).items()):
+    if len(values):
+      return (f"{line} lines are at the annealed pixel sigma ({values[0]:.2f} -> "
+              f"{values[-1]:.2f} here) and the trainer evaluates at optim.sigma_final:\n"
+              f"train and eval levels differ by the sigma as well as by the fit.")
+  return None

@@ -54,7 +54,7 @@ def pixel_variance(samples) -> np.ndarray:
 
 def figure_inches(scenes: int, views: int) -> tuple[float, float]:
   cell = common.CELL_INCHES
-  width = LEFT_INCHES + cell * (views + 1 + COLORBAR) + 0.5
+  width = LEFT_INCHES + cell * (views + 1 + COLORBAR) + 0.9  # colour bar ticks and label.
   height = TOP_INCHES + cell * len(ROW_KINDS) * scenes + 0.15 * scenes + GAP_INCHES + CURVE_INCHES
   return width, height + 0.45
 
