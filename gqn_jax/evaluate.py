@@ -45,6 +45,7 @@ def define_flags(flag_values=FLAGS) -> None:
 def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
   """Runs the evaluation the flags describe; returns (results, JSON path written)."""
   from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from gqn_jax.figures import scenes as scenes_lib  # pylint: disable=g-import-not-at-top
   if not flag_values.workdir:
     raise app.UsageError("--workdir is required")
   for name in ("batch_size", "samples", "mean_image_scenes"):
@@ -74,7 +75,8 @@ def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
       "step": checkpoint.step,
       "dataset": config.data.dataset,
       "split": flag_values.split,
-      "mean_image_scenes": flag_values.mean_image_scenes,
+      "mean_image_scenes": min(flag_values.mean_image_scenes, scenes_lib.split_size(
+          config.data.dataset, "train", data_dir)),
       **results,
   }
   output = pathlib.Path(flag_values.output or

@@ -210,13 +210,14 @@ def test_cli_writes_identical_json_twice(tiny, tmp_path, monkeypatch):
   state = _figures_run.trained_state(0).replace(params=params, step=np.int32(7))
   workdir = _figures_run.write_run(tmp_path / "run", config, state)
   arguments = [f"--workdir={workdir}", "--num_scenes=4", "--batch_size=2", "--samples=2",
-               "--mean_image_scenes=4", "--progress=false"]
+               "--mean_image_scenes=1000", "--progress=false"]
   results, first = _cli(arguments + [f"--output={tmp_path / 'a.json'}"])
   _, second = _cli(arguments + [f"--output={tmp_path / 'b.json'}"])
   assert first.read_bytes() == second.read_bytes()
   saved = json.loads(first.read_text())
   assert saved["dataset"] == _figures_run.DATASET and saved["split"] == "test"
-  assert saved["step"] == 7 and saved["scenes"] == 4
+  # The record says how many scenes were used: all 43 training scenes, not the 1000 asked for.
+  assert saved["step"] == 7 and saved["scenes"] == 4 and saved["mean_image_scenes"] == 43
   assert saved["sigma"] == config.optim.sigma_final and saved == json.loads(json.dumps(results))
   # A relative --workdir (orbax itself takes absolute paths only); the default output goes
   # into the run's directory.
