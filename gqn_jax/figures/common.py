@@ -1,8 +1,9 @@
 """What every figure shares: its request, drawing images on axes, saving PNGs and GIFs.
 
 Figures draw on ``matplotlib.figure.Figure`` with the Agg canvas directly, never through pyplot,
-so they need no display and leave matplotlib's global state alone. A figure's pixel size is its
-``figsize * dpi`` exactly (no tight bounding box), so tests can check it.
+so they need no display and leave matplotlib's global state alone. A figure's layout fixes its
+size in inches and ``pixels`` its size in pixels, exactly (no tight bounding box), so tests can
+check it.
 """
 
 import dataclasses

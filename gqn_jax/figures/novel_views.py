@@ -4,8 +4,6 @@ One row per held-out scene: its M context views, the view from the query pose th
 never sees, and samples of that view drawn from the prior given the context.
 """
 
-import numpy as np
-
 from gqn_jax.figures import common
 from gqn_jax.figures import scenes as scenes_lib
 
