@@ -8,7 +8,7 @@ APT_PACKAGES := libosmesa6 libgl1 libegl1
 PYTEST_FLAGS ?=
 
 .PHONY: setup system-packages test test-fast demo bench bench-generate bench-input summary \
-	contact-sheets tfds-generated clean
+	contact-sheets tfds-generated figures clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,11 @@ contact-sheets: setup
 
 tfds-generated: setup
 	$(VENV)/bin/tfds build data/gqn --config=generated_rooms_ring_camera --data_dir=data/tfds --file_format=array_record
+
+RUN ?= runs/demo
+# Evaluate a run against the baselines and render every figure into $(RUN)/figures.
+figures: setup
+	sh experiments/figures/render_all.sh $(RUN)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
