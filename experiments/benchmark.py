@@ -83,9 +83,36 @@ def _peak_mib():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def reset_peak_rss() -> bool:
+  """Restarts the kernel's peak-RSS count (VmHWM) of this process (Linux 4.0+).
+
+  Called after warm-up, so that the step's own peak is measured, not XLA's compilation or
+  PyTorch's first-step allocations.
+  """
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def step_peak_mib():
+  """Peak RSS since the last reset_peak_rss(), in MiB (None where /proc is absent)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
+  return None
+
+
 def _timed(fn, warmup_steps, timed_steps):
   for _ in range(warmup_steps):
     fn()
+  reset_peak_rss()
   durations = []
   for _ in range(timed_steps):
     start = time.perf_counter()
@@ -126,7 +153,8 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
         raise FloatingPointError("non-finite loss")
 
     durations = _timed(run, warmup_steps, timed_steps)
-    record.update(step_s=statistics.median(durations), all_step_s=durations)
+    record.update(step_s=statistics.median(durations), all_step_s=durations,
+                  step_peak_mem_mib=step_peak_mib())
   record["peak_mem_mib"] = _peak_mib()
   if case.flops:
     unrolled = GQN(dataclasses.replace(model_cfg, scan_unroll=model_cfg.steps))
@@ -144,7 +172,9 @@ def measure_torch(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   from gqn_jax.config import model_config  # pylint: disable=g-import-not-at-top
   config = model_config(dataclasses.asdict(ModelConfig()) | case.model)
   record = benchmark_torch.measure(config, case.batch, case.context_views, warmup_steps,
-                                   timed_steps, compile=False, threads=0)
+                                   timed_steps, compile=False, threads=0,
+                                   after_warmup=reset_peak_rss)
+  record["step_peak_mem_mib"] = step_peak_mib()
   record["all_step_s"] = record.pop("step_s")
   record["step_s"] = record.pop("median_step_s")
   return record
@@ -188,7 +218,7 @@ def run_case(case: Case, impl: str, warmup_steps: int, timed_steps: int,
             "config": dataclasses.asdict(ModelConfig()) | case.model,
             "batch": case.batch, "context_views": case.context_views,
             "compile_s": raw.get("compile_s"), "peak_mem_mib": raw["peak_mem_mib"],
-            "step_s": raw.get("step_s")}
+            "step_peak_mem_mib": raw.get("step_peak_mem_mib"), "step_s": raw.get("step_s")}
   if record["step_s"]:
     record["steps_per_s"] = 1.0 / record["step_s"]
     record["scenes_per_s"] = case.batch / record["step_s"]
@@ -215,19 +245,24 @@ def markdown_table(records, peak_gflops, machine) -> str:
   lines = [f"Machine: {machine}; float32 matmul peak measured in the run: "
            f"{peak_gflops:.0f} GFLOP/s.", "",
            "| case | impl | batch | step (s) | scenes/s | compile (s) | peak mem (MiB) "
-           "| GFLOP/step | achieved GFLOP/s | of peak |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| step peak mem (MiB) | GFLOP/step | achieved GFLOP/s | of peak |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   fmt = lambda v, spec: "" if v is None else format(v, spec)
   for r in records:
     lines.append(
         f"| {r['case']} | {r['impl']} | {r['batch']} | {fmt(r.get('step_s'), '.2f')} | "
         f"{fmt(r.get('scenes_per_s'), '.2f')} | {fmt(r.get('compile_s'), '.1f')} | "
-        f"{r['peak_mem_mib']:.0f} | {fmt(r.get('flops_per_step') and r['flops_per_step'] / 1e9, '.0f')} | "
+        f"{r['peak_mem_mib']:.0f} | {fmt(r.get('step_peak_mem_mib'), '.0f')} | "
+        f"{fmt(r.get('flops_per_step') and r['flops_per_step'] / 1e9, '.0f')} | "
         f"{fmt(r.get('achieved_gflops'), '.0f')} | {fmt(r.get('fraction_of_matmul_peak'), '.0%')} |")
   ratios = _ratios(records)
   if ratios:
     lines += ["", "Ratios from this run:"] + [f"- {line}" for line in ratios]
   return "\n".join(lines) + "\n"
+
+
+def _ratio(a, b, field):
+  return f"{a[field] / b[field]:.2f}" if a.get(field) and b.get(field) else "n/a"
 
 
 def _ratios(records):
@@ -237,12 +272,12 @@ def _ratios(records):
     torch = by.get((case, "pytorch"))
     if impl == "gqn_jax" and torch and r.get("step_s") and torch.get("step_s"):
       out.append(f"{case}: gqn_jax step time / PyTorch = {r['step_s'] / torch['step_s']:.2f} "
-                 f"(throughput x{torch['step_s'] / r['step_s']:.2f}); peak memory / PyTorch = "
-                 f"{r['peak_mem_mib'] / torch['peak_mem_mib']:.2f}")
+                 f"(throughput x{torch['step_s'] / r['step_s']:.2f}); step peak memory / "
+                 f"PyTorch = {_ratio(r, torch, 'step_peak_mem_mib')}")
   remat, plain = by.get(("paper-tower-remat", "gqn_jax")), by.get(("paper-tower", "pytorch"))
   if remat and plain:
-    out.append(f"paper-tower with remat: gqn_jax peak memory / PyTorch = "
-               f"{remat['peak_mem_mib'] / plain['peak_mem_mib']:.2f}")
+    out.append(f"paper-tower with remat: gqn_jax step peak memory / PyTorch = "
+               f"{_ratio(remat, plain, 'step_peak_mem_mib')}")
   short, full = by.get(("compile-L2", "gqn_jax")), by.get(("compile-L12", "gqn_jax"))
   if short and full:
     out.append(f"compile time L=12 / L=2 = {full['compile_s'] / short['compile_s']:.2f}")

@@ -73,7 +73,8 @@ def _max_rss_mib() -> float:
 
 
 def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: int,
-            timed_steps: int, compile: bool, threads: int, seed: int = 0) -> dict:
+            timed_steps: int, compile: bool, threads: int, seed: int = 0,
+            after_warmup=None) -> dict:
   """Builds the model and times its train step; meant to run in a process of its own."""
   # Imported here, not at the top: the parent process, which only spawns and collects, never
   # loads PyTorch.
@@ -97,6 +98,8 @@ def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: i
   first = timed(0)
   for step in range(1, warmup_steps):
     timed(step)
+  if after_warmup is not None:  # e.g. restart the peak-memory count
+    after_warmup()
   durations = [timed(warmup_steps + i) for i in range(timed_steps)]
   median = statistics.median(durations)
   return {
