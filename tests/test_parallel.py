@@ -67,6 +67,7 @@ def test_eight_device_step_equals_one_device_step(eight_device_run):
   assert report["param_max_abs_diff"] < 0.05 * learning_rate, report
 
 
+@pytest.mark.slow  # its fixture runs the 8-device subprocess.
 def test_restore_onto_another_device_count(eight_device_run):
   """A state saved from 8 devices restores onto this process's single device, bit for bit."""
   workdir, _ = eight_device_run

@@ -16,6 +16,7 @@ from gqn_jax import checkpoints
 from gqn_jax import config as config_lib
 from gqn_jax import logging_utils
 from gqn_jax import trainer
+from gqn_jax.configs import tiny
 
 
 def read_events(directory):
@@ -94,12 +95,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_settings_defaults_and_errors():
   config = _train_tiny_config.get_config()
   assert trainer.settings(config).eval_batch_size == config.train.batch_size
-  bare = config_lib.ConfigError  # a config without the loop's fields gets the defaults.
-  from gqn_jax.configs import tiny  # pylint: disable=g-import-not-at-top
+  # A config without the loop's fields (gqn_jax/configs as they are) gets the defaults.
   assert trainer.settings(tiny.get_config()).log_every_steps == trainer.TRAIN_DEFAULTS[
       "log_every_steps"]
   config.train.checkpoint_every_steps = 0
-  with pytest.raises(bare, match="config.train.checkpoint_every_steps must be a positive"):
+  with pytest.raises(config_lib.ConfigError,
+                     match="config.train.checkpoint_every_steps must be a positive"):
     trainer.settings(config)
 
 

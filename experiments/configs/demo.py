@@ -18,8 +18,8 @@ def get_config():
   config = trainer.with_training_fields(demo.get_config())
   config.model.update(hidden_channels=32, canvas_channels=32, r_channels=64)
   config.train.update(
-      num_steps=2_000, log_every_steps=50, checkpoint_every_steps=500, keep_checkpoints=2,
-      eval_every_steps=500, eval_batches=4, image_every_steps=500, image_scenes=6,
+      num_steps=1_600, log_every_steps=50, checkpoint_every_steps=400, keep_checkpoints=2,
+      eval_every_steps=400, eval_batches=4, image_every_steps=400, image_scenes=6,
       prior_samples=4)
   config.data.update(data_dir="data/tfds/demo")
   return config
