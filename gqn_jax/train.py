@@ -62,8 +62,7 @@ def main(argv):
     result = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, checkpoints.IncompatibleCheckpointError,
           trainer.NonFiniteLossError) as error:
-    logging.error("%s", error)
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {error}", file=sys.stderr)  # the message alone: it names what to change.
     sys.exit(1)
   summary = f"finished at step {result['step']} in {_WORKDIR.value}"
   if result["train"]:
