@@ -165,13 +165,7 @@ def test_sigkill_then_restart_reaches_the_same_parameters(tmp_path, dataset):
         process.kill()
   _, expected = checkpoints.load_for_inference(tmp_path / "reference", step=24)
   _, resumed = checkpoints.load_for_inference(tmp_path / "resumed", step=24)
-  for path, value in jax.tree_util.tree_flatten_with_path(expected)[0]:
-    np.testing.assert_array_equal(resumed_leaf := _leaf(resumed, path), value,
-                                  err_msg=jax.tree_util.keystr(path))
-    del resumed_leaf
-
-
-def _leaf(tree, path):
-  for key in path:
-    tree = tree[key.key]
-  return tree
+  assert jax.tree.structure(resumed) == jax.tree.structure(expected)
+  for (path, value), other in zip(jax.tree_util.tree_flatten_with_path(expected)[0],
+                                  jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(other, value, err_msg=jax.tree_util.keystr(path))
