@@ -42,13 +42,27 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   config.train = ml_collections.ConfigDict(dict(
-      batch_size=36,            # scenes per step, over all devices.
-      num_steps=2_000_000,
-      seed=0,
+      batch_size=36,            # scenes per step, over all devices and processes.
+      num_steps=2_000_000,      # optimizer steps of the whole run (resumed runs included).
+      seed=0,                   # initial parameters, latent noise and data order.
+      log_every_steps=100,      # mean train metrics to TensorBoard.
+      checkpoint_every_steps=1_000,
+      keep_checkpoints=3,       # the last this many checkpoints are kept...
+      keep_best_checkpoint=True,  # ...and the one of lowest eval loss.
+      eval_every_steps=5_000,   # 0: never.
+      eval_batches=8,           # test batches per evaluation.
+      eval_batch_size=0,        # 0: batch_size.
+      image_every_steps=5_000,  # context | query | reconstruction | prior samples; 0: never.
+      image_scenes=4,           # rows of that picture.
+      prior_samples=3,          # prior samples per row.
+      progress_bar=True,
   ))
 
   config.data = ml_collections.ConfigDict(dict(
       dataset="rooms_ring_camera",  # a released name, or generated_<name> for generated scenes.
       max_context_views=5,      # K; M ~ U{1..K} per batch (5 rooms, 7 jaco, 20 mazes, 14 SM).
+      data_dir="data/tfds",     # where `tfds build data/gqn` wrote the dataset.
+      eval_split="test",
+      worker_count=0,           # grain decoding processes; 0 decodes in threads.
   ))
   return config
