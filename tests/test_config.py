@@ -3,7 +3,8 @@
 import pytest
 
 from gqn_jax import config as config_lib
-from gqn_jax.configs import demo, paper, tiny
+from gqn_jax import released_format
+from gqn_jax.configs import demo, paper, released, tiny
 
 
 @pytest.mark.parametrize("module", [paper, demo, tiny])
@@ -52,3 +53,17 @@ def test_bad_optim_values_name_the_field(field, value):
   section[field] = value
   with pytest.raises(config_lib.ConfigError, match=f"config.optim.{field}"):
     config_lib.optim_config(section)
+
+
+@pytest.mark.parametrize("name", sorted(released_format.DATASETS))
+def test_released_configs_take_k_from_the_dataset_table(name):
+  cfg = released.get_config(name)
+  info = released_format.DATASETS[name]
+  assert cfg.data.dataset == name
+  assert cfg.data.max_context_views == info.max_context_views < info.frames_per_scene
+  config_lib.model_config(cfg.model)
+
+
+def test_unknown_released_dataset_is_named():
+  with pytest.raises(ValueError, match="shepard_metzler_9_parts"):
+    released.get_config("shepard_metzler_9_parts")

@@ -17,15 +17,8 @@ Train (rerun the same command to resume)::
       --workdir=runs/rooms_free_camera_no_object_rotations
 """
 
-from gqn_jax import trainer
-from gqn_jax.configs import paper
+from gqn_jax.configs import released
 
 
 def get_config():
-  config = trainer.with_training_fields(paper.get_config())
-  config.data.update(dataset="rooms_free_camera_no_object_rotations", max_context_views=5, data_dir="data/tfds")
-  config.train.update(
-      log_every_steps=100, checkpoint_every_steps=5_000, keep_checkpoints=3,
-      keep_best_checkpoint=True, eval_every_steps=10_000, eval_batches=16,
-      image_every_steps=10_000, image_scenes=6, prior_samples=3)
-  return config
+  return released.get_config("rooms_free_camera_no_object_rotations")
