@@ -66,4 +66,4 @@ figures: setup
 	sh experiments/figures/render_all.sh $(RUN)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache data/generated/demo data/tfds/demo
