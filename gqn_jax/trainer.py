@@ -12,8 +12,8 @@ Data-parallel over all devices of all processes (``parallel``), resumable exactl
     every checkpoint_every_steps (and at eval steps when keeping the best, and at the end):
       asynchronous save of state, data-iterator state and config
 
-Fields this loop reads beyond model/optim, with their defaults when a config lacks them, are
-in TRAIN_DEFAULTS and DATA_DEFAULTS.
+Fields this loop reads beyond model/optim are documented in gqn_jax/configs/paper.py; a config
+that lacks some gets paper.py's values (TRAIN_DEFAULTS, DATA_DEFAULTS).
 """
 
 import dataclasses
@@ -33,33 +33,20 @@ from gqn_jax import config as config_lib
 from gqn_jax import logging_utils
 from gqn_jax import parallel
 from gqn_jax import train_step as ts
+from gqn_jax.configs import paper
 from gqn_jax.model import GQN
 
-TRAIN_DEFAULTS = dict(
-    batch_size=36,                # scenes per step over all devices and processes.
-    num_steps=2_000_000,          # optimizer steps in the whole run (a resumed run included).
-    seed=0,                       # initial parameters, latent noise and data order.
-    log_every_steps=100,          # mean train metrics to TensorBoard every this many steps.
-    checkpoint_every_steps=1_000,
-    keep_checkpoints=3,           # the last this many checkpoints are kept.
-    keep_best_checkpoint=True,    # also keep the checkpoint of lowest eval loss.
-    eval_every_steps=5_000,       # 0: never.
-    eval_batches=8,               # test batches per evaluation.
-    eval_batch_size=0,            # 0: batch_size.
-    image_every_steps=5_000,      # 0: never.
-    image_scenes=4,               # rows of the image grid.
-    prior_samples=3,              # prior samples per row.
-    progress_bar=True,
-)
-DATA_DEFAULTS = dict(
-    data_dir="data/tfds",         # where `tfds build data/gqn` wrote the dataset.
-    eval_split="test",
-    worker_count=0,               # grain decoding processes; 0 decodes in threads.
-)
+# The loop's fields and their defaults are those of the paper config, where each is
+# documented; a config without some of them (an older file, say) gets these values.
+_PAPER = paper.get_config()
+TRAIN_DEFAULTS = _PAPER.train.to_dict()
+# dataset and max_context_views have no default: every config names its data.
+DATA_DEFAULTS = {name: value for name, value in _PAPER.data.to_dict().items()
+                 if name not in ("dataset", "max_context_views")}
 
 
 def with_training_fields(config):
-  """Adds the fields above that ``config`` lacks, at their defaults, and returns it.
+  """Adds the loop's fields that ``config`` lacks, at their defaults, and returns it.
 
   Config files call it so that every field the loop reads can be set on the command line
   (``--config.train.eval_every_steps=500``); fields already there keep their values.
