@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo bench bench-generate bench-input summary \
+.PHONY: setup system-packages test test-fast demo bench bench-memory bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
 setup: $(STAMP)
@@ -46,6 +46,9 @@ demo: setup
 # gqn_jax against the PyTorch baseline; writes JSON and the markdown table the README quotes.
 bench: setup
 	$(PY) experiments/benchmark.py --output=experiments/results/benchmark.json
+
+bench-memory: setup
+	$(PY) experiments/memory_analysis.py
 
 bench-generate: setup
 	$(PY) experiments/benchmark_generate.py --output=experiments/results/benchmark_generate.json

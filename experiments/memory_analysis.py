@@ -1,0 +1,51 @@
+"""XLA's memory accounting of the train step, from compilation alone (nothing runs).
+
+  .venv/bin/python experiments/memory_analysis.py --batch 4 36 --remat false true
+
+Prints, per (batch, remat): the arguments (parameters and Adam state, updated in place since
+the state is donated) and the temporaries (gradients, activations kept for the backward pass,
+scratch) of the paper model's step. Unlike a process's resident set, this excludes the JAX
+runtime and the compiler, so it is the step's own need on any backend.
+"""
+
+import argparse
+import dataclasses
+import json
+
+import jax
+
+from gqn_jax import config as config_lib
+from gqn_jax import train_step as ts
+from gqn_jax.configs import paper
+from gqn_jax.model import GQN
+
+
+def analyse(batch: int, remat: bool, context_views: int) -> dict:
+  config = paper.get_config()
+  model_cfg = dataclasses.replace(config_lib.model_config(config.model), remat=remat)
+  optim_cfg = config_lib.optim_config(config.optim)
+  model = GQN(model_cfg)
+  state = jax.eval_shape(lambda: ts.create_train_state(model, optim_cfg, jax.random.key(0)))
+  inputs = jax.eval_shape(lambda: ts.dummy_batch(model_cfg, batch, context_views))
+  memory = ts.jit_train_step(model, optim_cfg).lower(
+      state, inputs, jax.random.key(1)).compile().memory_analysis()
+  mib = lambda n: round(n / 2**20)
+  return {"batch": batch, "remat": remat, "context_views": context_views,
+          "arguments_mib": mib(memory.argument_size_in_bytes),
+          "temporaries_mib": mib(memory.temp_size_in_bytes)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--batch", type=int, nargs="+", default=[4, 36])
+  parser.add_argument("--remat", nargs="+", default=["false", "true"],
+                      choices=["false", "true"])
+  parser.add_argument("--context_views", type=int, default=5)
+  args = parser.parse_args()
+  for batch in args.batch:
+    for remat in args.remat:
+      print(json.dumps(analyse(batch, remat == "true", args.context_views)), flush=True)
+
+
+if __name__ == "__main__":
+  main()
