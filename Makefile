@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Headless MuJoCo rendering on CPU machines uses OSMesa.
-APT_PACKAGES := libosmesa6 libgl1 libegl1
+# Headless MuJoCo rendering on CPU machines uses OSMesa; tcmalloc makes the CPU train step
+# ~25% faster (gqn_jax/allocator.py says why).
+APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
 .PHONY: setup system-packages test test-fast demo bench bench-memory bench-generate bench-input summary \
@@ -26,7 +27,7 @@ system-packages:
 	  echo "installing system packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-	  echo "NOTE: install these system packages (Debian/Ubuntu names) for headless rendering: $$missing"; \
+	  echo "NOTE: install these system packages (Debian/Ubuntu names) for headless rendering and a faster CPU allocator: $$missing"; \
 	  echo "      e.g. sudo apt-get install $$missing"; \
 	fi
 

@@ -15,6 +15,10 @@ unrolled: cost analysis counts a while loop's body once, so the scanned program'
 ~L times too small. ``fraction_of_matmul_peak`` divides the achieved rate by the rate of a large
 float32 matmul measured in the same run. Results: a JSON list (``--output``) and a markdown
 table (``--table``, default beside the JSON) that the README quotes.
+
+Both implementations run under the same allocator: tcmalloc where installed (see
+gqn_jax/allocator.py), glibc's with ``GQN_JAX_ALLOCATOR=system``; the table's first line says
+which.
 """
 
 import argparse
@@ -31,6 +35,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gqn_jax import allocator  # noqa: E402
 from gqn_jax.config import ModelConfig  # noqa: E402
 
 PAPER = {}  # ModelConfig() is the paper's architecture.
@@ -318,7 +323,8 @@ def main(argv=None):
       print("  " + json.dumps({k: v for k, v in record.items() if k not in ("config", "detail")}),
             flush=True)
   add_flop_rates(records, peak)
-  machine = f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores"
+  machine = (f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores, "
+             f"{allocator.active()} malloc")
   devices = {r["detail"].get("device") for r in records if r["impl"] == "gqn_jax"} - {None}
   if devices:
     machine += f", JAX device: {', '.join(sorted(devices))}"
@@ -332,4 +338,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  allocator.use_tcmalloc()  # both implementations' processes inherit it (GQN_JAX_ALLOCATOR)
   main()

@@ -16,6 +16,8 @@ import pathlib
 from absl import app
 from absl import flags
 
+from gqn_jax import allocator
+
 FLAGS = flags.FLAGS
 
 
@@ -106,6 +108,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-evaluate``)."""
+  allocator.use_tcmalloc()
   define_flags()
   app.run(main)
 

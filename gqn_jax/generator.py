@@ -13,6 +13,8 @@ against a literal step-by-step unroll):
   (v, r, the downsampled query image) are convolved once, for all L steps together, before it:
   a convolution is linear, so their share of each step's gates is fixed in advance. A broadcast
   pose or 1x1 r costs k*k small matmuls (``layers.conv2d_of_constant``) instead of a conv.
+  The query image's 4x4/4 downsampling and each step's conv of it compose into one conv over
+  the image's 48-channel 4x4 blocks (``layers.strided_then_stacked_conv``).
 * The canvas u is linear in the h_g of all steps, and everything that reads it is linear too,
   so it is never materialised: the inference core's ``down(u)`` is carried on the grid through
   the composed 1x1 map down o up, and the mean image is ``sum_l obs(up_l(h_g^l))`` evaluated
@@ -130,11 +132,9 @@ class Generator(nn.Module):
       hidden_states = self._scan_prior(params, gen_fixed, noise)
       kl_per_step = None
     else:
-      down = params["image_downsample"]
-      image_grid = layers.space_to_depth_conv(target.astype(dtype), down["kernel"][0],
-                                              down["bias"][0])  # [B, G, G, H]
       inf_fixed = (self._fixed_gates(inf, query_pose, r, grid)
-                   + layers.conv2d_stacked(image_grid, inf["image"]))
+                   + self._image_gates(params["image_downsample"], inf["image"],
+                                       target.astype(dtype)))
       hidden_states, kl_per_step = self._scan_posterior(params, gen_fixed, inf_fixed, noise)
       kl_per_step = kl_per_step.T  # [B, L]
     return self._render(params, hidden_states), kl_per_step
@@ -147,6 +147,15 @@ class Generator(nn.Module):
     else:
       gates += layers.conv2d_stacked(r, core["r"])
     return gates + core["bias"][:, None, None, None, :].astype(gates.dtype)
+
+  def _image_gates(self, down, kernels, image):
+    """The query image's share of the inference core's gates: [copies, B, G, G, 4H]."""
+    down_kernel, down_bias = down["kernel"][0], down["bias"][0]
+    if UPSAMPLE * UPSAMPLE * image.shape[-1] < self.config.hidden_channels:
+      return layers.strided_then_stacked_conv(image, down_kernel, down_bias, kernels,
+                                              self.config.grid_size)
+    image_grid = layers.space_to_depth_conv(image, down_kernel, down_bias)  # [B, G, G, H]
+    return layers.conv2d_stacked(image_grid, kernels)
 
   def _scan(self, step, carry, per_step, noise):
     """Runs ``step(carry, step_params, eps)`` L times.

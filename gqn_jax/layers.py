@@ -88,11 +88,14 @@ def conv2d(x, kernel, backend: str = "auto"):
 def conv2d_stacked(x, kernels):
   """One input through L kernels at once: x [B, G, G, C], kernels [L, k, k, C, O] -> [L, B, G, G, O].
 
-  A single convolution with L*O output channels, run outside the scan.
+  A single convolution with L*O output channels, run outside the scan, written as one matmul
+  over image patches: with thousands of output channels XLA's CPU convolution gradients are
+  slow (the input gradient ~2.5x, measured in experiments/benchmark_convs.py), while the
+  matmul's gradients are matmuls too.
   """
   steps, k, _, c_in, c_out = kernels.shape
   merged = jnp.moveaxis(kernels, 0, -2).reshape(k, k, c_in, steps * c_out)
-  out = _xla_conv(x, merged.astype(x.dtype))  # [B, G, G, L*O]
+  out = _im2col_conv(x, merged.astype(x.dtype))  # [B, G, G, L*O]
   out = out.reshape(*out.shape[:3], steps, c_out)
   return jnp.moveaxis(out, 3, 0)
 
@@ -121,12 +124,36 @@ def conv2d_of_constant(values, kernels, grid_size: int):
   return jnp.einsum("ijyx,lbyxo->lbijo", mask, per_tap)
 
 
+def space_to_depth(x, block: int):
+  """[B, s*G, s*G, C] -> [B, G, G, s*s*C], each cell's s x s block ordered (p, q, c) like a
+  flattened [s, s, C, O] kernel's input axes."""
+  b, h, w, c = x.shape
+  blocks = x.reshape(b, h // block, block, w // block, block, c).swapaxes(2, 3)
+  return blocks.reshape(b, h // block, w // block, block * block * c)
+
+
 def space_to_depth_conv(x, kernel, bias):
   """Conv with a 4x4 (or s x s) kernel and equal stride: x [B, s*G, s*G, C] -> [B, G, G, O]."""
-  s, _, c_in, _ = kernel.shape
-  b, h, w, _ = x.shape
-  blocks = x.reshape(b, h // s, s, w // s, s, c_in)
-  return jnp.einsum("bipjqc,pqco->bijo", blocks, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+  s, _, c_in, c_out = kernel.shape
+  flat = kernel.reshape(s * s * c_in, c_out).astype(x.dtype)
+  return space_to_depth(x, s) @ flat + bias.astype(x.dtype)
+
+
+def strided_then_stacked_conv(x, down_kernel, down_bias, kernels, grid_size: int):
+  """``conv2d_stacked(space_to_depth_conv(x, down_kernel, down_bias), kernels)``, computed as
+  one convolution of the image's s x s blocks with the two kernels composed.
+
+  Both maps are linear, so their composition is a single k x k convolution over the grid of
+  s*s*C-channel blocks (48 channels for an RGB image and s = 4), and the bias's share is the
+  convolution of a constant. Cheaper when s*s*C is smaller than the downsampled channel count
+  (128 in the paper): the query image's share of the inference core's gates then costs about
+  a third, and no gradient flows back to the image at all.
+  """
+  s, _, c_in, hidden = down_kernel.shape
+  composed = jnp.einsum("dh,lyxho->lyxdo", down_kernel.reshape(s * s * c_in, hidden),
+                        kernels)  # [L, k, k, s*s*C, O]
+  gates = conv2d_stacked(space_to_depth(x, s), composed)
+  return gates + conv2d_of_constant(down_bias[None].astype(x.dtype), kernels, grid_size)
 
 
 def depth_to_space_conv(x, kernel, bias):

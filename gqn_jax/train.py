@@ -19,6 +19,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from gqn_jax import allocator
 from gqn_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -76,6 +77,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-train``)."""
+  allocator.use_tcmalloc()
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)
 

@@ -33,6 +33,8 @@ def _inputs(cfg, key, r_grid):
 OPTIONS = [dict(share_cores=s, conv_backend=b) for s in (False, True)
            for b in ("xla", "explicit_vjp", "im2col")]
 OPTIONS += [dict(scan_unroll=2), dict(remat=True), dict(share_cores=True, scan_unroll=3)]
+# Wider than an image block's 48 channels: the query image's downsampling and conv composed.
+OPTIONS += [dict(hidden_channels=56)]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in
@@ -54,8 +56,9 @@ def test_scan_equals_reference_unroll(options, r_grid, mode, key):
 
 
 @pytest.mark.parametrize("options", [dict(share_cores=False), dict(share_cores=True),
-                                     dict(conv_backend="im2col", remat=True)],
-                         ids=["unshared", "shared", "im2col+remat"])
+                                     dict(conv_backend="im2col", remat=True),
+                                     dict(hidden_channels=56)],
+                         ids=["unshared", "shared", "im2col+remat", "composed_image_conv"])
 def test_gradients_equal_reference_unroll(options, key):
   """The custom conv VJP and the scan's backward pass give the literal model's gradients."""
   cfg = tiny_model_config(**options)

@@ -63,6 +63,23 @@ def test_patch_convs_equal_strided_and_transposed_convs(key):
   np.testing.assert_allclose(jnp.vdot(up, x), jnp.vdot(h, down), rtol=1e-4)
 
 
+def test_composed_downsample_conv_equals_downsample_then_conv(key):
+  """The query image's path: strided 4x4 conv, then L 'same' convs == one composed conv."""
+  k = jax.random.split(key, 4)
+  image = jax.random.normal(k[0], (2, 24, 24, 3))
+  down_kernel = jax.random.normal(k[1], (4, 4, 3, 64)) * 0.1
+  down_bias = jax.random.normal(k[2], (64,))
+  kernels = jax.random.normal(k[3], (3, 5, 5, 64, 8)) * 0.1
+  two_step = lambda *a: layers.conv2d_stacked(layers.space_to_depth_conv(a[0], a[1], a[2]), a[3])
+  composed = lambda *a: layers.strided_then_stacked_conv(*a, grid_size=6)
+  args = (image, down_kernel, down_bias, kernels)
+  np.testing.assert_allclose(composed(*args), two_step(*args), rtol=1e-4, atol=1e-4)
+  loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))
+  for a, b in zip(jax.grad(loss(composed), (1, 2, 3))(*args),
+                  jax.grad(loss(two_step), (1, 2, 3))(*args)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
 def test_lstm_update_closed_form():
   gates = jnp.array([[0.0, 100.0, -100.0, 0.5]])  # input, forget, output, candidate
   hidden, cell = layers.lstm_update(gates, jnp.array([[2.0]]))
