@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo bench bench-memory bench-generate bench-input summary \
+.PHONY: setup system-packages test test-fast demo bench bench-memory bench-convs bench-b36 bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
 setup: $(STAMP)
@@ -50,6 +50,14 @@ bench: setup
 
 bench-memory: setup
 	$(PY) experiments/memory_analysis.py
+
+bench-convs: setup
+	$(PY) experiments/benchmark_convs.py --output=experiments/results/convs.json
+
+# The paper's batch on this CPU: one warm-up and one timed step each (about 10 minutes).
+bench-b36: setup
+	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=1 \
+	  --output=experiments/results/benchmark_b36.json
 
 bench-generate: setup
 	$(PY) experiments/benchmark_generate.py --output=experiments/results/benchmark_generate.json

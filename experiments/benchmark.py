@@ -70,6 +70,13 @@ SUITES = {
              compile_only=True),
         Case("compile-L12", PAPER, batch=4, impls=("gqn_jax",), flops=False, compile_only=True),
     ],
+    # The paper's batch on this CPU, where activations, not parameters, fill memory
+    # (`make bench-b36`: one warm-up and one timed step).
+    "cpu-b36": [
+        Case("paper-tower-b36", PAPER, batch=36, flops=False),
+        Case("paper-tower-b36-remat", dict(remat=True), batch=36, impls=("gqn_jax",),
+             flops=False),
+    ],
     # An accelerator: the paper's batch, float32 and bfloat16 compute.
     "gpu": [
         Case("paper-tower-b36-f32", PAPER, batch=36, impls=("gqn_jax",)),
@@ -280,10 +287,12 @@ def _ratios(records):
       out.append(f"{case}: gqn_jax step time / PyTorch = {r['step_s'] / torch['step_s']:.2f} "
                  f"(throughput x{torch['step_s'] / r['step_s']:.2f}); step peak memory / "
                  f"PyTorch = {_ratio(r, torch, 'step_peak_mem_mib')}")
-  remat, plain = by.get(("paper-tower-remat", "gqn_jax")), by.get(("paper-tower", "pytorch"))
-  if remat and plain:
-    out.append(f"paper-tower with remat: gqn_jax step peak memory / PyTorch = "
-               f"{_ratio(remat, plain, 'step_peak_mem_mib')}")
+  for suffix in ("", "-b36"):
+    remat = by.get((f"paper-tower{suffix}-remat", "gqn_jax"))
+    plain = by.get((f"paper-tower{suffix}", "pytorch"))
+    if remat and plain:
+      out.append(f"paper-tower{suffix} with remat: gqn_jax step peak memory / PyTorch = "
+                 f"{_ratio(remat, plain, 'step_peak_mem_mib')}")
   short, full = by.get(("compile-L2", "gqn_jax")), by.get(("compile-L12", "gqn_jax"))
   if short and full:
     out.append(f"compile time L=12 / L=2 = {full['compile_s'] / short['compile_s']:.2f}")
@@ -300,7 +309,7 @@ def main(argv=None):
   parser.add_argument("--suite", choices=sorted(SUITES), default="cpu")
   parser.add_argument("--cases", nargs="*", help="only these case names")
   parser.add_argument("--impls", nargs="*", default=["gqn_jax", "pytorch"])
-  parser.add_argument("--warmup_steps", type=int, default=1)
+  parser.add_argument("--warmup_steps", type=int, default=2)
   parser.add_argument("--timed_steps", type=int, default=3)
   parser.add_argument("--output", type=pathlib.Path, help="JSON list of records")
   parser.add_argument("--table", type=pathlib.Path, help="markdown table (default: beside "

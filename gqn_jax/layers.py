@@ -90,7 +90,7 @@ def conv2d_stacked(x, kernels):
 
   A single convolution with L*O output channels, run outside the scan, written as one matmul
   over image patches: with thousands of output channels XLA's CPU convolution gradients are
-  slow (the input gradient ~2.5x, measured in experiments/benchmark_convs.py), while the
+  slow (the input gradient ~2.5x; experiments/benchmark_convs.py measures it), while the
   matmul's gradients are matmuls too.
   """
   steps, k, _, c_in, c_out = kernels.shape

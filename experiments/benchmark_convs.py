@@ -1,0 +1,103 @@
+"""The paper step's convolutions alone, through each of gqn_jax's conv backends.
+
+  .venv/bin/python experiments/benchmark_convs.py [--batch 4] [--output=results/convs.json]
+
+Two shapes of work dominate the paper step (16x16 grid, 5x5 kernels):
+* inside the scan, each step's conv of the core state (inference core 384 -> 512 channels,
+  generation core 131 -> 512), L = 12 steps under ``lax.scan``;
+* before the scan, one input convolved with all L steps' kernels at once (the tower r:
+  256 -> 12 x 512 channels; ``layers.conv2d_stacked``).
+For each: forward time and forward + backward (gradients for input and kernel) time, median of
+several runs, per backend. This is the measurement behind the backend choices in
+gqn_jax/layers.py (explicit_vjp inside the scan on CPU, a patch matmul for the stacked conv).
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from gqn_jax import allocator  # noqa: E402
+from gqn_jax import layers  # noqa: E402
+
+_IN_SCAN = {"xla": layers._xla_conv, "explicit_vjp": layers._explicit_vjp_conv,  # pylint: disable=protected-access
+            "im2col": layers._im2col_conv}  # pylint: disable=protected-access
+
+
+def _median_seconds(fn, *args, repeats: int):
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def _scanned_loss(conv, channels):
+  def loss(x, kernels):
+    def body(h, kernel):  # keep the state's width so that the next step can read it.
+      return jnp.tanh(conv(h, kernel)[..., :channels]), None
+    return jnp.sum(jax.lax.scan(body, x, kernels)[0])
+  return loss
+
+
+def _stacked_loss(conv):
+  return lambda x, kernel: jnp.sum(jnp.tanh(conv(x, kernel)))
+
+
+def cases(batch: int, steps: int = 12, grid: int = 16):
+  """(name, loss builder per backend, x shape, kernel shape, FLOPs of one forward)."""
+  out = []
+  for name, c_in in (("inference core state, in scan", 384), ("generation core state, in scan",
+                                                               131)):
+    flops = 2 * batch * grid * grid * 25 * c_in * 512 * steps
+    out.append((name, {b: _scanned_loss(c, c_in) for b, c in _IN_SCAN.items()},
+                (batch, grid, grid, c_in), (steps, 5, 5, c_in, 512), flops))
+  flops = 2 * batch * grid * grid * 25 * 256 * 512 * steps
+  out.append(("tower r, all steps' kernels at once",
+              {"xla": _stacked_loss(layers._xla_conv),  # pylint: disable=protected-access
+               "explicit_vjp": _stacked_loss(layers._explicit_vjp_conv),  # pylint: disable=protected-access
+               "im2col (conv2d_stacked)": _stacked_loss(layers._im2col_conv)},  # pylint: disable=protected-access
+              (batch, grid, grid, 256), (5, 5, 256, steps * 512), flops))
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--output", type=pathlib.Path)
+  args = parser.parse_args(argv)
+  key_x, key_k = jax.random.split(jax.random.key(0))
+  records = []
+  print(f"{allocator.active()} malloc, JAX {jax.__version__} on {jax.devices()[0].device_kind}")
+  print("| convolution | backend | forward (ms) | forward + backward (ms) | fwd GFLOP/s |")
+  print("|---|---|---|---|---|")
+  for name, losses, x_shape, k_shape, flops in cases(args.batch):
+    x = jax.random.normal(key_x, x_shape)
+    kernels = jax.random.normal(key_k, k_shape) * 0.02
+    for backend, loss in losses.items():
+      forward = _median_seconds(jax.jit(loss), x, kernels, repeats=args.repeats)
+      both = _median_seconds(jax.jit(jax.grad(loss, argnums=(0, 1))), x, kernels,
+                             repeats=args.repeats)
+      records.append(dict(conv=name, backend=backend, batch=args.batch, forward_s=forward,
+                          forward_backward_s=both, forward_gflops=flops / forward / 1e9))
+      print(f"| {name} | {backend} | {forward * 1e3:.0f} | {both * 1e3:.0f} | "
+            f"{flops / forward / 1e9:.0f} |", flush=True)
+  if args.output:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(records, indent=1))
+
+
+if __name__ == "__main__":
+  allocator.use_tcmalloc()
+  main()
