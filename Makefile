@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Headless MuJoCo rendering on CPU machines uses OSMesa; tcmalloc makes the CPU train step
-# ~25% faster (gqn_jax/allocator.py says why).
+# faster (gqn_jax/allocator.py says why).
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 

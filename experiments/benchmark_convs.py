@@ -28,8 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 from gqn_jax import allocator  # noqa: E402
 from gqn_jax import layers  # noqa: E402
 
-_IN_SCAN = {"xla": layers._xla_conv, "explicit_vjp": layers._explicit_vjp_conv,  # pylint: disable=protected-access
-            "im2col": layers._im2col_conv}  # pylint: disable=protected-access
+_BACKENDS = ("xla", "explicit_vjp", "im2col")  # layers.conv2d's choices besides "auto".
 
 
 def _median_seconds(fn, *args, repeats: int):
@@ -42,16 +41,25 @@ def _median_seconds(fn, *args, repeats: int):
   return statistics.median(times)
 
 
-def _scanned_loss(conv, channels):
+def _scanned_loss(backend, channels):
   def loss(x, kernels):
     def body(h, kernel):  # keep the state's width so that the next step can read it.
-      return jnp.tanh(conv(h, kernel)[..., :channels]), None
+      return jnp.tanh(layers.conv2d(h, kernel, backend)[..., :channels]), None
     return jnp.sum(jax.lax.scan(body, x, kernels)[0])
   return loss
 
 
 def _stacked_loss(conv):
-  return lambda x, kernel: jnp.sum(jnp.tanh(conv(x, kernel)))
+  return lambda x, kernels: jnp.sum(jnp.tanh(conv(x, kernels)))
+
+
+def _merged_conv(backend):
+  """All L kernels as one conv with L*O output channels, through ``layers.conv2d``."""
+  def conv(x, kernels):
+    steps, k, _, c_in, c_out = kernels.shape
+    return layers.conv2d(x, jnp.moveaxis(kernels, 0, -2).reshape(k, k, c_in, steps * c_out),
+                         backend)
+  return conv
 
 
 def cases(batch: int, steps: int = 12, grid: int = 16):
@@ -60,14 +68,13 @@ def cases(batch: int, steps: int = 12, grid: int = 16):
   for name, c_in in (("inference core state, in scan", 384), ("generation core state, in scan",
                                                                131)):
     flops = 2 * batch * grid * grid * 25 * c_in * 512 * steps
-    out.append((name, {b: _scanned_loss(c, c_in) for b, c in _IN_SCAN.items()},
+    out.append((name, {b: _scanned_loss(b, c_in) for b in _BACKENDS},
                 (batch, grid, grid, c_in), (steps, 5, 5, c_in, 512), flops))
   flops = 2 * batch * grid * grid * 25 * 256 * 512 * steps
-  out.append(("tower r, all steps' kernels at once",
-              {"xla": _stacked_loss(layers._xla_conv),  # pylint: disable=protected-access
-               "explicit_vjp": _stacked_loss(layers._explicit_vjp_conv),  # pylint: disable=protected-access
-               "im2col (conv2d_stacked)": _stacked_loss(layers._im2col_conv)},  # pylint: disable=protected-access
-              (batch, grid, grid, 256), (5, 5, 256, steps * 512), flops))
+  stacked = {b: _stacked_loss(_merged_conv(b)) for b in ("xla", "explicit_vjp")}
+  stacked["layers.conv2d_stacked (im2col)"] = _stacked_loss(layers.conv2d_stacked)
+  out.append(("tower r, all steps' kernels at once", stacked,
+              (batch, grid, grid, 256), (steps, 5, 5, 256, 512), flops))
   return out
 
 

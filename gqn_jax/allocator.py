@@ -2,10 +2,10 @@
 
 Why: XLA's CPU runtime allocates each step's outputs and temporaries afresh. Under glibc's
 malloc, buffers that large are fresh ``mmap``s, so every step pays a page fault per 4 KiB page it
-writes: on the 2-core test machine a fresh 500 MB output is written at ~5 GB/s against ~40 GB/s
-for a reused one, and the paper step (gigabytes of gradients, Adam moments and temporaries) ran
-~25% slower for it (``experiments/benchmark.py`` records which allocator each run used).
-tcmalloc keeps freed memory for the next step. Debian/Ubuntu: ``apt-get install
+writes (gigabytes of gradients, Adam moments and temporaries in the paper step); tcmalloc keeps
+freed memory for the next step. ``experiments/benchmark.py`` runs under it and names the
+allocator in its table; with ``GQN_JAX_ALLOCATOR=system`` it measures glibc (README,
+Performance: the paper tower step 5.30 s under glibc, 4.71 s under tcmalloc, in two runs). Debian/Ubuntu: ``apt-get install
 libtcmalloc-minimal4`` (``make setup`` does it as root).
 
 The allocator must be chosen before the process starts, so ``use_tcmalloc`` re-executes the
