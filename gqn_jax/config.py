@@ -35,7 +35,8 @@ class ModelConfig:
   pose_order: poses.PoseOrder = "sin_cos"
   conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # see layers.py.
   scan_unroll: int = 1              # generator steps per scan iteration.
-  remat: bool = False               # recompute each generator step in the backward pass.
+  remat: bool = False               # recompute, in the backward pass, each generator step, the
+                                    # representation network and the pre-scan patch matrices.
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.
 
   @property

@@ -145,17 +145,22 @@ class Generator(nn.Module):
     if r.shape[1] == 1:  # pyramid / pool: r is a 1x1 map, broadcast over the grid.
       gates += layers.conv2d_of_constant(r[:, 0, 0, :], core["r"], grid)
     else:
-      gates += layers.conv2d_stacked(r, core["r"])
+      gates += self._recomputed(layers.conv2d_stacked)(r, core["r"])
     return gates + core["bias"][:, None, None, None, :].astype(gates.dtype)
 
   def _image_gates(self, down, kernels, image):
     """The query image's share of the inference core's gates: [copies, B, G, G, 4H]."""
     down_kernel, down_bias = down["kernel"][0], down["bias"][0]
     if UPSAMPLE * UPSAMPLE * image.shape[-1] < self.config.hidden_channels:
-      return layers.strided_then_stacked_conv(image, down_kernel, down_bias, kernels,
-                                              self.config.grid_size)
+      return self._recomputed(layers.strided_then_stacked_conv, static_argnums=(4,))(
+          image, down_kernel, down_bias, kernels, self.config.grid_size)
     image_grid = layers.space_to_depth_conv(image, down_kernel, down_bias)  # [B, G, G, H]
-    return layers.conv2d_stacked(image_grid, kernels)
+    return self._recomputed(layers.conv2d_stacked)(image_grid, kernels)
+
+  def _recomputed(self, conv, **checkpoint_kwargs):
+    """``conv`` itself, or with ``remat`` a version whose backward pass rebuilds its patch
+    matrix and merged kernel (hundreds of MB at batch 36) instead of keeping them."""
+    return jax.checkpoint(conv, **checkpoint_kwargs) if self.config.remat else conv
 
   def _scan(self, step, carry, per_step, noise):
     """Runs ``step(carry, step_params, eps)`` L times.

@@ -23,7 +23,8 @@ class GQN(nn.Module):
   config: ModelConfig
 
   def setup(self):
-    self.representation = Representation(self.config.representation, self.config.r_channels)
+    self.representation = Representation(self.config.representation, self.config.r_channels,
+                                         self.config.remat)
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):

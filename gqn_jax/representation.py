@@ -63,16 +63,21 @@ class Representation(nn.Module):
   """r = sum over the context views of psi(x_k, v_k); views where ``mask`` is False count 0.
 
   The sum makes r independent of the order of the views and lets one compiled function serve
-  any number of them (pad to a fixed M and mask).
+  any number of them (pad to a fixed M and mask). With ``remat`` the encoder's activations are
+  recomputed in the backward pass instead of being kept through the generator's.
   """
   architecture: str = "tower"
   r_channels: int = 256
+  remat: bool = False
 
   @nn.compact
   def __call__(self, images, poses, mask=None):
     """images [B, M, H, W, 3], poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]."""
     batch, views = images.shape[:2]
-    encoder = ENCODERS[self.architecture](self.r_channels, name=self.architecture)
+    encoder_class = ENCODERS[self.architecture]
+    if self.remat:
+      encoder_class = nn.remat(encoder_class)
+    encoder = encoder_class(self.r_channels, name=self.architecture)
     encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
                       poses.reshape(batch * views, poses.shape[-1]))
     encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]

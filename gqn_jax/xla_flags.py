@@ -1,0 +1,37 @@
+"""Keeps ``jax.checkpoint``'s optimization barriers in XLA's CPU compiler, so remat saves memory.
+
+``jax.checkpoint`` stops XLA from merging the backward pass's recomputation with the forward
+pass (which would keep the forward's values alive after all) by wrapping the saved inputs in
+optimization barriers. XLA's CPU pipeline removes every barrier in one of its first passes
+(``cse_barrier_expander``) and its common-subexpression elimination then merges the two
+computations: on the CPU, a checkpoint outside a loop saves nothing (tests/test_remat.py shows
+it). Recomputation inside a scan's body still works, since the forward and backward loops
+cannot be merged.
+
+Disabling that one pass keeps the barriers; GPU and TPU compilers keep them anyway. XLA reads
+``XLA_FLAGS`` once, when JAX first starts a backend, so ``keep_remat_barriers`` runs when
+``gqn_jax`` is imported: import it before running any JAX computation. The pass list is appended
+to one the user already gives (``--xla_disable_hlo_passes=a,b``).
+"""
+
+import os
+
+PASS = "cse_barrier_expander"
+_FLAG = "--xla_disable_hlo_passes="
+
+
+def with_barriers_kept(xla_flags: str) -> str:
+  """``xla_flags`` with ``PASS`` added to its disabled passes (unchanged if already there)."""
+  flags = xla_flags.split()
+  for i, flag in enumerate(flags):
+    if flag.startswith(_FLAG):
+      passes = [p for p in flag[len(_FLAG):].split(",") if p]
+      if PASS not in passes:
+        flags[i] = _FLAG + ",".join(passes + [PASS])
+      return " ".join(flags)
+  return " ".join(flags + [_FLAG + PASS])
+
+
+def keep_remat_barriers() -> None:
+  """Adds the flag to this process's ``XLA_FLAGS`` (inherited by its child processes)."""
+  os.environ["XLA_FLAGS"] = with_barriers_kept(os.environ.get("XLA_FLAGS", ""))

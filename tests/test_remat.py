@@ -1,0 +1,121 @@
+"""remat: the same gradients, less memory, and the XLA flag that makes it work on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import random_batch, tiny_model_config
+from gqn_jax import train_step as ts
+from gqn_jax import xla_flags
+from gqn_jax.model import GQN
+
+
+def _run_python(code: str, env_xla_flags: str = "") -> dict:
+  """Runs ``code`` in a fresh interpreter (its own XLA flags, full optimisation); its last
+  stdout line is JSON."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["XLA_FLAGS"] = env_xla_flags
+  out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=True,
+                       capture_output=True, text=True, timeout=600).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
+_CHECKPOINTED_CHAIN = """
+    import json
+    {prelude}
+    import jax, jax.numpy as jnp
+
+    def block(x, w):  # four [4096, 512] activations that a backward pass would need
+      for _ in range(4):
+        x = jnp.tanh(x @ w)
+      return x
+
+    def temporaries(remat):
+      def loss(w, x):
+        for _ in range(4):
+          x = (jax.checkpoint(block) if remat else block)(x, w)
+        return jnp.sum(x)
+      args = jnp.ones((512, 512)), jnp.ones((4096, 512))
+      compiled = jax.jit(jax.grad(loss)).lower(*args).compile()
+      return compiled.memory_analysis().temp_size_in_bytes
+
+    print(json.dumps({{"plain": temporaries(False), "remat": temporaries(True)}}))
+"""
+
+
+def test_flag_is_added_once_and_merged_with_a_users_pass_list():
+  flag = "--xla_disable_hlo_passes=" + xla_flags.PASS
+  assert xla_flags.with_barriers_kept("") == flag
+  assert xla_flags.with_barriers_kept("--xla_force_host_platform_device_count=8") == (
+      "--xla_force_host_platform_device_count=8 " + flag)
+  assert xla_flags.with_barriers_kept("--xla_disable_hlo_passes=a,b --x=1") == (
+      f"--xla_disable_hlo_passes=a,b,{xla_flags.PASS} --x=1")
+  once = xla_flags.with_barriers_kept("--y=2")
+  assert xla_flags.with_barriers_kept(once) == once
+  assert xla_flags.PASS in os.environ["XLA_FLAGS"]  # importing gqn_jax set it for this process
+
+
+def test_checkpoint_saves_memory_on_cpu_only_with_barriers_kept():
+  """Four checkpointed blocks keep their inputs (4 x 8 MiB) instead of 16 activations."""
+  without = _run_python(_CHECKPOINTED_CHAIN.format(prelude=""))
+  kept = _run_python(_CHECKPOINTED_CHAIN.format(prelude="import gqn_jax"))
+  activation = 4096 * 512 * 4
+  assert without["remat"] >= without["plain"]  # XLA's CPU pipeline undoes the checkpoint ...
+  assert kept["plain"] >= 12 * activation
+  assert kept["remat"] < kept["plain"] / 2  # ... unless its barriers are kept.
+
+
+@pytest.mark.parametrize("representation", ["tower", "pool"])
+def test_remat_gives_the_same_loss_and_gradients(representation, key):
+  losses, grads = [], []
+  for remat in (False, True):
+    cfg = tiny_model_config(representation=representation, remat=remat)
+    model = GQN(cfg)
+    params = ts.init_params(model, key)
+    batch = random_batch(cfg, jax.random.key(1))
+    noise = ts.latent_noise(jax.random.key(2), cfg, 2)
+
+    def loss(params):
+      return ts.elbo_terms(model, params, batch, 0.7, noise).loss.mean()
+
+    value, grad = jax.value_and_grad(loss)(params)
+    losses.append(value)
+    grads.append(grad)
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+  assert jax.tree.structure(grads[0]) == jax.tree.structure(grads[1])  # same parameter tree
+  for plain, recomputed in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(recomputed, plain, rtol=2e-4, atol=1e-6)
+
+
+def test_remat_cuts_the_train_steps_temporaries():
+  """XLA's own accounting of a small tower model's step at batch 32, fully optimised.
+
+  Measured with jax 0.10.2: 13.7 MB with remat vs 25.8 MB without (0.53); with XLA's
+  barrier-removing pass left on, remat only reaches 0.85, so 0.65 tells the two apart.
+  """
+  result = _run_python("""
+      import dataclasses, json
+      import jax
+      from gqn_jax import config as config_lib, train_step as ts
+      from gqn_jax.configs import tiny
+      from gqn_jax.model import GQN
+
+      def temporaries(remat):
+        cfg = dataclasses.replace(config_lib.model_config(tiny.get_config().model),
+                                  representation="tower", remat=remat)
+        optim = config_lib.optim_config(tiny.get_config().optim)
+        model = GQN(cfg)
+        state = jax.eval_shape(lambda: ts.create_train_state(model, optim, jax.random.key(0)))
+        batch = jax.eval_shape(lambda: ts.dummy_batch(cfg, 32, 5))
+        compiled = ts.jit_train_step(model, optim).lower(state, batch, jax.random.key(1)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+      print(json.dumps({"plain": temporaries(False), "remat": temporaries(True)}))
+  """, env_xla_flags="")
+  assert result["remat"] < 0.65 * result["plain"], result
