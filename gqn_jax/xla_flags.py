@@ -8,12 +8,16 @@ computations: on the CPU, a checkpoint outside a loop saves nothing (tests/test_
 it). Recomputation inside a scan's body still works, since the forward and backward loops
 cannot be merged.
 
-Disabling that one pass keeps the barriers; GPU and TPU compilers keep them anyway. XLA reads
-``XLA_FLAGS`` once, when JAX first starts a backend, so ``keep_remat_barriers`` runs when
-``gqn_jax`` is imported: import it before running any JAX computation. The pass list is appended
-to one the user already gives (``--xla_disable_hlo_passes=a,b``).
+Disabling that one pass keeps the barriers. The GPU and TPU pipelines run the same pass only
+at their end, after every CSE, so they need no flag; it is set only where JAX can run on nothing
+but the CPU (``JAX_PLATFORMS=cpu``, or no GPU or TPU plugin installed), to leave accelerator
+compilers exactly as they ship. XLA reads ``XLA_FLAGS`` once, when JAX first starts a backend,
+so ``keep_remat_barriers`` runs when ``gqn_jax`` is imported: import it before running any JAX
+computation. The pass list is appended to one the user already gives
+(``--xla_disable_hlo_passes=a,b``).
 """
 
+import importlib.metadata
 import os
 
 PASS = "cse_barrier_expander"
@@ -32,6 +36,25 @@ def with_barriers_kept(xla_flags: str) -> str:
   return " ".join(flags + [_FLAG + PASS])
 
 
+# pip distributions that give JAX a GPU or TPU backend.
+_ACCELERATOR_DISTRIBUTIONS = ("jax-cuda", "jax-rocm", "libtpu")
+
+
+def _installed_distributions() -> list[str]:
+  return [(d.metadata["Name"] or "").lower().replace("_", "-")
+          for d in importlib.metadata.distributions()]
+
+
+def cpu_only(jax_platforms: str, distributions: list[str]) -> bool:
+  """Whether JAX can only run on the CPU: ``JAX_PLATFORMS`` names nothing else, or (unset) no
+  accelerator plugin is installed."""
+  if jax_platforms.strip():
+    return all(p.strip() in ("cpu", "") for p in jax_platforms.split(","))
+  return not any(name.startswith(_ACCELERATOR_DISTRIBUTIONS) for name in distributions)
+
+
 def keep_remat_barriers() -> None:
-  """Adds the flag to this process's ``XLA_FLAGS`` (inherited by its child processes)."""
-  os.environ["XLA_FLAGS"] = with_barriers_kept(os.environ.get("XLA_FLAGS", ""))
+  """Adds the flag to this process's ``XLA_FLAGS`` (inherited by its child processes) where JAX
+  can only run on the CPU."""
+  if cpu_only(os.environ.get("JAX_PLATFORMS", ""), _installed_distributions()):
+    os.environ["XLA_FLAGS"] = with_barriers_kept(os.environ.get("XLA_FLAGS", ""))

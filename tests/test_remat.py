@@ -58,7 +58,20 @@ def test_flag_is_added_once_and_merged_with_a_users_pass_list():
       f"--xla_disable_hlo_passes=a,b,{xla_flags.PASS} --x=1")
   once = xla_flags.with_barriers_kept("--y=2")
   assert xla_flags.with_barriers_kept(once) == once
-  assert xla_flags.PASS in os.environ["XLA_FLAGS"]  # importing gqn_jax set it for this process
+  # Importing gqn_jax set it for this process (where JAX runs on the CPU only).
+  expected = xla_flags.cpu_only(os.environ.get("JAX_PLATFORMS", ""),
+                                xla_flags._installed_distributions())
+  assert (xla_flags.PASS in os.environ["XLA_FLAGS"]) == expected
+
+
+def test_flag_is_set_only_where_jax_can_run_on_nothing_but_the_cpu():
+  plain = ["numpy", "jax", "jaxlib"]
+  assert xla_flags.cpu_only("", plain)
+  assert not xla_flags.cpu_only("", plain + ["jax-cuda12-plugin", "jax-cuda12-pjrt"])
+  assert not xla_flags.cpu_only("", plain + ["libtpu"])
+  assert xla_flags.cpu_only("cpu", plain + ["jax-cuda12-plugin"])  # asked for the CPU only
+  assert not xla_flags.cpu_only("cuda,cpu", plain)
+  assert xla_flags.cpu_only("", xla_flags._installed_distributions())  # this machine
 
 
 def test_checkpoint_saves_memory_on_cpu_only_with_barriers_kept():
