@@ -36,7 +36,9 @@ class ModelConfig:
   conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # see layers.py.
   scan_unroll: int = 1              # generator steps per scan iteration.
   remat: bool = False               # recompute, in the backward pass, each generator step, the
-                                    # representation network and the pre-scan patch matrices.
+                                    # representation network and the pre-scan patch matrices;
+                                    # on CPU import gqn_jax before any JAX computation runs
+                                    # (gqn_jax/xla_flags.py).
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.
 
   @property

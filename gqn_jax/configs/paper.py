@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
       conv_backend="auto",      # auto | xla | explicit_vjp | im2col: speed only, same values;
                                 # auto = explicit_vjp on CPU, xla on GPU/TPU (gqn_jax/layers.py).
       scan_unroll=1,            # generator steps per scan iteration.
-      remat=False,              # recompute generator steps in the backward pass (saves memory).
+      remat=False,              # recompute generator steps, the representation network and the
+                                # pre-scan patch matrices in the backward pass (saves memory).
       dtype="float32",          # compute dtype; parameters stay float32.
   ))
 
