@@ -19,6 +19,7 @@ computation. The pass list is appended to one the user already gives
 
 import importlib.metadata
 import os
+import warnings
 
 PASS = "cse_barrier_expander"
 _FLAG = "--xla_disable_hlo_passes="
@@ -53,8 +54,25 @@ def cpu_only(jax_platforms: str, distributions: list[str]) -> bool:
   return not any(name.startswith(_ACCELERATOR_DISTRIBUTIONS) for name in distributions)
 
 
+def _backends_started() -> bool:
+  """Whether JAX has started a backend (and so read XLA_FLAGS); False where JAX cannot say."""
+  try:
+    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+    return xla_bridge.backends_are_initialized()
+  except (ImportError, AttributeError):  # a private API: absent in some JAX version
+    return False
+
+
 def keep_remat_barriers() -> None:
   """Adds the flag to this process's ``XLA_FLAGS`` (inherited by its child processes) where JAX
-  can only run on the CPU."""
-  if cpu_only(os.environ.get("JAX_PLATFORMS", ""), _installed_distributions()):
-    os.environ["XLA_FLAGS"] = with_barriers_kept(os.environ.get("XLA_FLAGS", ""))
+  can only run on the CPU; warns if JAX has already read them."""
+  if not cpu_only(os.environ.get("JAX_PLATFORMS", ""), _installed_distributions()):
+    return
+  flags = os.environ.get("XLA_FLAGS", "")
+  if PASS not in flags and _backends_started():
+    warnings.warn(
+        "gqn_jax was imported after JAX started its CPU backend, so XLA will not see "
+        f"--xla_disable_hlo_passes={PASS} and remat=True saves little memory on the CPU. "
+        "Import gqn_jax before running any JAX computation, or set that flag in XLA_FLAGS "
+        "before starting Python.", stacklevel=3)
+  os.environ["XLA_FLAGS"] = with_barriers_kept(flags)

@@ -74,6 +74,18 @@ def test_flag_is_set_only_where_jax_can_run_on_nothing_but_the_cpu():
   assert not xla_flags.cpu_only("cuda,cpu", plain)
 
 
+def test_importing_gqn_jax_after_jax_started_warns():
+  env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+  late = subprocess.run([sys.executable, "-W", "always", "-c",
+                         "import jax; jax.devices(); import gqn_jax"],
+                        env=env, capture_output=True, text=True, timeout=300, check=True)
+  assert "imported after JAX started" in late.stderr
+  early = subprocess.run([sys.executable, "-W", "always", "-c",
+                          "import gqn_jax, jax; jax.devices()"],
+                         env=env, capture_output=True, text=True, timeout=300, check=True)
+  assert "imported after JAX started" not in early.stderr
+
+
 def test_checkpoint_saves_memory_on_cpu_only_with_barriers_kept():
   """Four checkpointed blocks keep their inputs (4 x 8 MiB) instead of 16 activations."""
   without = _run_python(_CHECKPOINTED_CHAIN.format(prelude=""))
