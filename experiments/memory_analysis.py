@@ -12,8 +12,6 @@ import argparse
 import dataclasses
 import json
 
-import jax
-
 from gqn_jax import config as config_lib
 from gqn_jax import train_step as ts
 from gqn_jax.configs import paper
@@ -24,11 +22,7 @@ def analyse(batch: int, remat: bool, context_views: int) -> dict:
   config = paper.get_config()
   model_cfg = dataclasses.replace(config_lib.model_config(config.model), remat=remat)
   optim_cfg = config_lib.optim_config(config.optim)
-  model = GQN(model_cfg)
-  state = jax.eval_shape(lambda: ts.create_train_state(model, optim_cfg, jax.random.key(0)))
-  inputs = jax.eval_shape(lambda: ts.dummy_batch(model_cfg, batch, context_views))
-  memory = ts.jit_train_step(model, optim_cfg).lower(
-      state, inputs, jax.random.key(1)).compile().memory_analysis()
+  memory = ts.compiled_step_memory(GQN(model_cfg), optim_cfg, batch, context_views)
   mib = lambda n: round(n / 2**20)
   return {"batch": batch, "remat": remat, "context_views": context_views,
           "arguments_mib": mib(memory.argument_size_in_bytes),

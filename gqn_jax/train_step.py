@@ -129,3 +129,13 @@ def make_train_step(model: GQN, optim_cfg: OptimConfig,
 def jit_train_step(model: GQN, optim_cfg: OptimConfig):
   """The single-device step, jitted, with the old state's buffers donated to the new one."""
   return jax.jit(make_train_step(model, optim_cfg), donate_argnums=0)
+
+
+def compiled_step_memory(model: GQN, optim_cfg: OptimConfig, batch_size: int,
+                         context_views: int):
+  """XLA's memory accounting of the jitted step (arguments, temporaries, ...), from compiling
+  it on abstract shapes: nothing is allocated or run."""
+  state = jax.eval_shape(lambda: create_train_state(model, optim_cfg, jax.random.key(0)))
+  batch = jax.eval_shape(lambda: dummy_batch(model.config, batch_size, context_views))
+  return jit_train_step(model, optim_cfg).lower(
+      state, batch, jax.random.key(1)).compile().memory_analysis()

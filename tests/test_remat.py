@@ -156,7 +156,6 @@ def test_remat_cuts_the_train_steps_temporaries():
   """
   result = _run_python("""
       import dataclasses, json
-      import jax
       from gqn_jax import config as config_lib, train_step as ts
       from gqn_jax.configs import tiny
       from gqn_jax.model import GQN
@@ -165,11 +164,7 @@ def test_remat_cuts_the_train_steps_temporaries():
         cfg = dataclasses.replace(config_lib.model_config(tiny.get_config().model),
                                   representation="tower", remat=remat)
         optim = config_lib.optim_config(tiny.get_config().optim)
-        model = GQN(cfg)
-        state = jax.eval_shape(lambda: ts.create_train_state(model, optim, jax.random.key(0)))
-        batch = jax.eval_shape(lambda: ts.dummy_batch(cfg, 32, 5))
-        compiled = ts.jit_train_step(model, optim).lower(state, batch, jax.random.key(1)).compile()
-        return compiled.memory_analysis().temp_size_in_bytes
+        return ts.compiled_step_memory(GQN(cfg), optim, 32, 5).temp_size_in_bytes
 
       print(json.dumps({"plain": temporaries(False), "remat": temporaries(True)}))
   """, env_xla_flags="")
