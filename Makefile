@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo bench bench-memory bench-convs bench-b36 bench-generate bench-input summary \
+.PHONY: setup system-packages test test-fast demo bench bench-memory bench-convs bench-b36 bench-bf16 bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
 setup: $(STAMP)
@@ -55,6 +55,12 @@ bench-convs: setup
 	$(PY) experiments/benchmark_convs.py --output=experiments/results/convs.json
 
 # The paper's batch on this CPU: one warm-up and one timed step each (about 10 minutes).
+# float32 against bfloat16 compute, gqn_jax and PyTorch (autocast), the paper model at batch 4.
+bench-bf16: setup
+	$(PY) experiments/benchmark.py --cases paper-tower paper-tower-bf16 \
+	  --output=experiments/results/benchmark_bf16.json
+	$(PY) experiments/benchmark_precision.py --output=experiments/results/precision_ops.json
+
 bench-b36: setup
 	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=1 \
 	  --output=experiments/results/benchmark_b36.json

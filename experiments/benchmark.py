@@ -62,6 +62,8 @@ SUITES = {
         Case("paper-tower", PAPER, batch=4),
         Case("paper-pool", dict(representation="pool"), batch=4),
         Case("paper-tower-remat", dict(remat=True), batch=4, impls=("gqn_jax",), flops=False),
+        # bfloat16 compute (float32 parameters) in both: PyTorch under autocast.
+        Case("paper-tower-bf16", dict(dtype="bfloat16"), batch=4, flops=False),
         Case("small-64ch", SMALL, batch=16),
         Case("paper-tower-L2", dict(steps=2), batch=4, impls=("gqn_jax",), flops=False),
         Case("paper-tower-L2-xla-conv-grads", dict(steps=2, conv_backend="xla"), batch=4,

@@ -35,7 +35,7 @@ from gqn_jax.config import ModelConfig, model_config  # noqa: E402
 
 # ModelConfig fields the PyTorch model reads (the others choose among gqn_jax's implementations).
 TORCH_FIELDS = ("image_size", "representation", "r_channels", "steps", "hidden_channels",
-                "canvas_channels", "latent_channels", "kernel_size", "share_cores")
+                "canvas_channels", "latent_channels", "kernel_size", "share_cores", "dtype")
 
 
 def parse_overrides(pairs) -> ModelConfig:

@@ -32,3 +32,21 @@ def test_smoke_suite_writes_records_for_both_implementations(tmp_path):
   table = output.with_suffix(".md").read_text()
   assert "smoke | gqn_jax" in table and "smoke | pytorch" in table
   assert "gqn_jax step time / PyTorch" in table
+
+
+def test_precision_benchmark_times_one_computation_three_ways():
+  """experiments/benchmark_precision.py: its patch matmul over its built patches is its
+  convolution (so the two timings compare like with like), and it records every (op, dtype)."""
+  import jax
+  import numpy as np
+  from experiments import benchmark_precision as bp
+  ops = bp.ops(batch=1)
+  conv, conv_shapes, _ = ops["convolution"]
+  x, w = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate(conv_shapes))
+  patches = ops["build_patches"][0](x).reshape(ops["patch_matmul"][1][0])
+  np.testing.assert_allclose(ops["patch_matmul"][0](patches, w).reshape(conv(x, w).shape),
+                             conv(x, w), rtol=1e-4, atol=1e-3)
+  records = bp.measure(batch=1, repeats=1)
+  assert {(r["op"], r["dtype"]) for r in records} == {
+      (op, dtype) for op in ops for dtype in ("float32", "bfloat16")}
+  assert all(r["ms"] > 0 for r in records)

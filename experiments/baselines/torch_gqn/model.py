@@ -2,7 +2,13 @@
 
 Mirrors gqn_jax.model.GQN's three modes with channels-first tensors:
 ``forward`` (training: ELBO terms per scene), ``reconstruct`` and ``generate``.
+
+``config.dtype='bfloat16'`` runs the networks under ``torch.autocast`` (bfloat16 convolutions,
+float32 parameters), gqn_jax's bfloat16 mode in PyTorch's idiom; the ELBO terms and the returned
+images are float32 in both modes.
 """
+
+import contextlib
 
 import torch
 from torch import nn
@@ -17,22 +23,35 @@ class GQN(nn.Module):
 
   def __init__(self, config: ModelConfig):
     super().__init__()
-    if config.dtype != "float32":
-      raise ValueError(f"the PyTorch baseline runs in float32 only; got dtype {config.dtype!r}")
+    if config.dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"the PyTorch baseline runs in float32 or bfloat16; got dtype "
+                       f"{config.dtype!r}")
     self.config = config
     self.representation = Representation(config.representation, config.r_channels,
                                          config.image_size)
     self.generator = Generator(config)
 
+  def _compute_dtype(self, like: torch.Tensor):
+    """Autocast to bfloat16 in bfloat16 mode; nothing in float32 mode."""
+    if self.config.dtype == "float32":
+      return contextlib.nullcontext()
+    return torch.autocast(like.device.type, dtype=torch.bfloat16)
+
   def represent(self, context_images, context_poses, context_mask=None):
     """[B, M, 3, H, W], [B, M, 7], [B, M] -> r [B, R, g, g]."""
-    return self.representation(context_images, context_poses, context_mask)
+    with self._compute_dtype(context_images):
+      return self.representation(context_images, context_poses, context_mask)
+
+  def _draw(self, r, query_pose, query_image, noise):
+    with self._compute_dtype(query_pose):
+      mean, kl_per_step = self.generator(r, query_pose, query_image, noise)
+    return mean.float(), None if kl_per_step is None else kl_per_step.float()
 
   def forward(self, context_images, context_poses, query_pose, query_image, sigma: float,
               context_mask=None, noise=None) -> objective.ElboTerms:
     """Training pass: the negative ELBO's terms for each scene. noise: [B, L, Z, G, G]."""
     r = self.represent(context_images, context_poses, context_mask)
-    mean, kl_per_step = self.generator(r, query_pose, query_image, noise)
+    mean, kl_per_step = self._draw(r, query_pose, query_image, noise)
     return objective.ElboTerms(
         nll=objective.gaussian_nll(query_image, mean, sigma),
         kl=kl_per_step.sum(dim=1),
@@ -43,10 +62,10 @@ class GQN(nn.Module):
                   context_mask=None, noise=None) -> torch.Tensor:
     """Observation mean with z from the posterior: [B, 3, H, W]."""
     r = self.represent(context_images, context_poses, context_mask)
-    return self.generator(r, query_pose, query_image, noise)[0]
+    return self._draw(r, query_pose, query_image, noise)[0]
 
   def generate(self, context_images, context_poses, query_pose, context_mask=None,
                noise=None) -> torch.Tensor:
     """Observation mean with z from the prior, for a query pose alone: [B, 3, H, W]."""
     r = self.represent(context_images, context_poses, context_mask)
-    return self.generator(r, query_pose, None, noise)[0]
+    return self._draw(r, query_pose, None, noise)[0]

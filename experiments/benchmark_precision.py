@@ -1,0 +1,91 @@
+"""Where bfloat16 helps and where it hurts on this backend, op by op, at a core's shapes.
+
+  .venv/bin/python experiments/benchmark_precision.py [--batch 4] [--output FILE.json]
+
+One ConvLSTM core convolution of the paper model (16x16 grid, 5x5 kernel, 256 input and 512
+output channels; the batch is --batch) timed three ways in float32 and in bfloat16 (float32
+accumulation): XLA's convolution, the patch matmul alone (patches already built), and building
+the image patches. Prints one JSON record per (op, dtype) and the bfloat16/float32 speed ratio
+of each op. Explains `make bench-bf16`'s step times (README, Performance).
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import gqn_jax  # noqa: E402,F401  (sets gqn_jax's XLA flags before JAX starts)
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
+
+from gqn_jax.layers import image_patches  # noqa: E402
+
+GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
+
+
+def median_seconds(fn, *args, repeats: int) -> float:
+  jax.block_until_ready(fn(*args))  # compile and warm up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def ops(batch: int):
+  """name -> (function, argument shapes, FLOPs or None for a data-movement op)."""
+  conv_flops = 2 * batch * GRID * GRID * KERNEL * KERNEL * C_IN * C_OUT
+  image = (batch, GRID, GRID, C_IN)
+  kernel = (KERNEL, KERNEL, C_IN, C_OUT)
+  patches = (batch * GRID * GRID, KERNEL * KERNEL * C_IN)
+  return {
+      "convolution": (lambda x, w: lax.conv_general_dilated(
+          x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+          preferred_element_type=jnp.float32), (image, kernel), conv_flops),
+      "patch_matmul": (lambda p, w: jnp.dot(p, w.reshape(-1, C_OUT),
+                                            preferred_element_type=jnp.float32),
+                       (patches, kernel), conv_flops),
+      "build_patches": (lambda x: image_patches(x, KERNEL), (image,), None),
+  }
+
+
+def measure(batch: int, repeats: int):
+  records = []
+  for name, (fn, shapes, flops) in ops(batch).items():
+    for dtype in ("float32", "bfloat16"):
+      args = [jax.random.normal(jax.random.key(i), shape).astype(dtype)
+              for i, shape in enumerate(shapes)]
+      seconds = median_seconds(jax.jit(fn), *args, repeats=repeats)
+      record = {"op": name, "dtype": dtype, "batch": batch, "ms": seconds * 1e3,
+                "device": jax.devices()[0].device_kind}
+      if flops:
+        record["gflops_per_s"] = flops / seconds / 1e9
+      records.append(record)
+      print(json.dumps(record), flush=True)
+  return records
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--output", type=pathlib.Path, help="JSON list of the records")
+  args = parser.parse_args(argv)
+  records = measure(args.batch, args.repeats)
+  by = {(r["op"], r["dtype"]): r["ms"] for r in records}
+  for name in ops(args.batch):
+    print(f"{name}: bfloat16 runs {by[(name, 'float32')] / by[(name, 'bfloat16')]:.2f}x "
+          f"the speed of float32")
+  if args.output:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(records, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+  main()
