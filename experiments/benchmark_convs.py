@@ -31,7 +31,7 @@ from gqn_jax import layers  # noqa: E402
 _BACKENDS = ("xla", "explicit_vjp", "im2col")  # layers.conv2d's choices besides "auto".
 
 
-def _median_seconds(fn, *args, repeats: int):
+def median_seconds(fn, *args, repeats: int):
   jax.block_until_ready(fn(*args))
   times = []
   for _ in range(repeats):
@@ -93,8 +93,8 @@ def main(argv=None):
     x = jax.random.normal(key_x, x_shape)
     kernels = jax.random.normal(key_k, k_shape) * 0.02
     for backend, loss in losses.items():
-      forward = _median_seconds(jax.jit(loss), x, kernels, repeats=args.repeats)
-      both = _median_seconds(jax.jit(jax.grad(loss, argnums=(0, 1))), x, kernels,
+      forward = median_seconds(jax.jit(loss), x, kernels, repeats=args.repeats)
+      both = median_seconds(jax.jit(jax.grad(loss, argnums=(0, 1))), x, kernels,
                              repeats=args.repeats)
       records.append(dict(conv=name, backend=backend, batch=args.batch, forward_s=forward,
                           forward_backward_s=both, forward_gflops=flops / forward / 1e9))

@@ -12,9 +12,7 @@ of each op. Explains `make bench-bf16`'s step times (README, Performance).
 import argparse
 import json
 import pathlib
-import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -23,19 +21,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
+from experiments.benchmark_convs import median_seconds  # noqa: E402
+from gqn_jax import allocator  # noqa: E402
 from gqn_jax.layers import image_patches  # noqa: E402
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
-
-
-def median_seconds(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile and warm up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def ops(batch: int):
@@ -63,7 +53,7 @@ def measure(batch: int, repeats: int):
               for i, shape in enumerate(shapes)]
       seconds = median_seconds(jax.jit(fn), *args, repeats=repeats)
       record = {"op": name, "dtype": dtype, "batch": batch, "ms": seconds * 1e3,
-                "device": jax.devices()[0].device_kind}
+                "device": jax.devices()[0].device_kind, "malloc": allocator.active()}
       if flops:
         record["gflops_per_s"] = flops / seconds / 1e9
       records.append(record)
@@ -77,11 +67,13 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--output", type=pathlib.Path, help="JSON list of the records")
   args = parser.parse_args(argv)
+  allocator.use_tcmalloc()  # as experiments/benchmark.py runs the step (gqn_jax/allocator.py)
   records = measure(args.batch, args.repeats)
   by = {(r["op"], r["dtype"]): r["ms"] for r in records}
   for name in ops(args.batch):
     print(f"{name}: bfloat16 runs {by[(name, 'float32')] / by[(name, 'bfloat16')]:.2f}x "
-          f"the speed of float32")
+          f"the speed of float32 "
+          f"({allocator.active()} malloc)")
   if args.output:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(records, indent=1) + "\n")
