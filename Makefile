@@ -54,13 +54,15 @@ bench-memory: setup
 bench-convs: setup
 	$(PY) experiments/benchmark_convs.py --output=experiments/results/convs.json
 
-# The paper's batch on this CPU: one warm-up and one timed step each (about 10 minutes).
 # float32 against bfloat16 compute, gqn_jax and PyTorch (autocast), the paper model at batch 4.
 bench-bf16: setup
 	$(PY) experiments/benchmark.py --cases paper-tower paper-tower-bf16 \
 	  --output=experiments/results/benchmark_bf16.json
 	$(PY) experiments/benchmark_precision.py --output=experiments/results/precision_ops.json
+	$(PY) experiments/memory_analysis.py --batch 4 --remat false --dtype float32 bfloat16 \
+	  | tee experiments/results/memory_bf16.jsonl
 
+# The paper's batch on this CPU: one warm-up and one timed step each (about 10 minutes).
 bench-b36: setup
 	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=1 \
 	  --output=experiments/results/benchmark_b36.json

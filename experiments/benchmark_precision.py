@@ -3,9 +3,9 @@
   .venv/bin/python experiments/benchmark_precision.py [--batch 4] [--output FILE.json]
 
 One ConvLSTM core convolution of the paper model (16x16 grid, 5x5 kernel, 256 input and 512
-output channels; the batch is --batch) timed three ways in float32 and in bfloat16 (float32
-accumulation): XLA's convolution, the patch matmul alone (patches already built), and building
-the image patches. Prints one JSON record per (op, dtype) and the bfloat16/float32 speed ratio
+output channels; the batch is --batch) timed in float32 and in bfloat16: XLA's convolution, the
+same convolution as a matmul over already-built image patches (with the output in the inputs'
+dtype, as gqn_jax writes it, and with a float32 output), and building the patches. Prints one JSON record per (op, dtype) and the bfloat16/float32 speed ratio
 of each op. Explains `make bench-bf16`'s step times (README, Performance).
 """
 
@@ -34,13 +34,16 @@ def ops(batch: int):
   image = (batch, GRID, GRID, C_IN)
   kernel = (KERNEL, KERNEL, C_IN, C_OUT)
   patches = (batch * GRID * GRID, KERNEL * KERNEL * C_IN)
+  same_dtype_conv = lambda x, w: lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return {
-      "convolution": (lambda x, w: lax.conv_general_dilated(
-          x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-          preferred_element_type=jnp.float32), (image, kernel), conv_flops),
-      "patch_matmul": (lambda p, w: jnp.dot(p, w.reshape(-1, C_OUT),
-                                            preferred_element_type=jnp.float32),
-                       (patches, kernel), conv_flops),
+      # gqn_jax's form: the output in the input's dtype (gqn_jax/layers.py).
+      "convolution": (same_dtype_conv, (image, kernel), conv_flops),
+      "patch_matmul": (lambda p, w: p @ w.reshape(-1, C_OUT), (patches, kernel), conv_flops),
+      # The same matmul accumulating into a float32 output.
+      "patch_matmul_f32_out": (lambda p, w: jnp.dot(p, w.reshape(-1, C_OUT),
+                                                    preferred_element_type=jnp.float32),
+                               (patches, kernel), conv_flops),
       "build_patches": (lambda x: image_patches(x, KERNEL), (image,), None),
   }
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for `experiments`
 FIELDS = {"impl", "case", "config", "batch", "context_views", "steps_per_s", "scenes_per_s",
           "compile_s", "peak_mem_mib", "step_peak_mem_mib", "flops_per_step",
           "achieved_gflops", "fraction_of_matmul_peak"}
@@ -44,8 +45,9 @@ def test_precision_benchmark_times_one_computation_three_ways():
   conv, conv_shapes, _ = ops["convolution"]
   x, w = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate(conv_shapes))
   patches = ops["build_patches"][0](x).reshape(ops["patch_matmul"][1][0])
-  np.testing.assert_allclose(ops["patch_matmul"][0](patches, w).reshape(conv(x, w).shape),
-                             conv(x, w), rtol=1e-4, atol=1e-3)
+  for matmul in ("patch_matmul", "patch_matmul_f32_out"):
+    np.testing.assert_allclose(ops[matmul][0](patches, w).reshape(conv(x, w).shape),
+                               conv(x, w), rtol=1e-4, atol=1e-3)
   records = bp.measure(batch=1, repeats=1)
   assert {(r["op"], r["dtype"]) for r in records} == {
       (op, dtype) for op in ops for dtype in ("float32", "bfloat16")}

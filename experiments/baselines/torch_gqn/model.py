@@ -3,9 +3,10 @@
 Mirrors gqn_jax.model.GQN's three modes with channels-first tensors:
 ``forward`` (training: ELBO terms per scene), ``reconstruct`` and ``generate``.
 
-``config.dtype='bfloat16'`` runs the networks under ``torch.autocast`` (bfloat16 convolutions,
-float32 parameters), gqn_jax's bfloat16 mode in PyTorch's idiom; the ELBO terms and the returned
-images are float32 in both modes.
+``config.dtype='bfloat16'`` runs the networks under ``torch.autocast``: PyTorch's idiom for
+bfloat16 compute, not gqn_jax's exact recipe. Autocast makes the convolutions bfloat16, while
+the LSTM states, canvas and z stay float32 through type promotion (gqn_jax keeps them in
+bfloat16). Parameters, the ELBO terms and the returned images are float32 in both modes.
 """
 
 import contextlib
@@ -45,7 +46,8 @@ class GQN(nn.Module):
   def _draw(self, r, query_pose, query_image, noise):
     with self._compute_dtype(query_pose):
       mean, kl_per_step = self.generator(r, query_pose, query_image, noise)
-    return mean.float(), None if kl_per_step is None else kl_per_step.float()
+    upcast = objective.at_least_float32
+    return upcast(mean), None if kl_per_step is None else upcast(kl_per_step)
 
   def forward(self, context_images, context_poses, query_pose, query_image, sigma: float,
               context_mask=None, noise=None) -> objective.ElboTerms:

@@ -31,7 +31,7 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, sigma) -> torch.Tenso
   return per_value.flatten(1).sum(1)
 
 
-def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
   return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
@@ -41,7 +41,7 @@ def gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p) -> torch.Tensor:
   Computed in float32 (or float64) even from bfloat16 heads, as gqn_jax does.
   """
   mean_q, log_scale_q, mean_p, log_scale_p = map(
-      _at_least_float32, (mean_q, log_scale_q, mean_p, log_scale_p))
+      at_least_float32, (mean_q, log_scale_q, mean_p, log_scale_p))
   var_q = torch.exp(2.0 * log_scale_q)
   var_p = torch.exp(2.0 * log_scale_p)
   return log_scale_p - log_scale_q + (var_q + (mean_q - mean_p) ** 2) / (2.0 * var_p) - 0.5
