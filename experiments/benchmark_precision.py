@@ -5,8 +5,9 @@
 One ConvLSTM core convolution of the paper model (16x16 grid, 5x5 kernel, 256 input and 512
 output channels; the batch is --batch) timed in float32 and in bfloat16: XLA's convolution, the
 same convolution as a matmul over already-built image patches (with the output in the inputs'
-dtype, as gqn_jax writes it, and with a float32 output), and building the patches. Prints one JSON record per (op, dtype) and the bfloat16/float32 speed ratio
-of each op. Explains `make bench-bf16`'s step times (README, Performance).
+dtype, as gqn_jax writes it, and with a float32 output), and building the patches. Prints one
+JSON record per (op, dtype) and each op's bfloat16/float32 speed ratio. Explains
+`make bench-bf16`'s step times (README, Performance).
 """
 
 import argparse
