@@ -3,8 +3,8 @@
   .venv/bin/python experiments/memory_analysis.py --batch 4 36 --remat false true
   .venv/bin/python experiments/memory_analysis.py --batch 4 --remat false --dtype bfloat16
 
-Prints, per (batch, remat, dtype): the arguments (parameters and Adam state, updated in place since
-the state is donated) and the temporaries (gradients, activations kept for the backward pass,
+Prints, per (batch, remat, dtype): the arguments (parameters and Adam state, updated in place
+since the state is donated) and the temporaries (gradients, activations kept for the backward pass,
 scratch) of the paper model's step. Unlike a process's resident set, this excludes the JAX
 runtime and the compiler, so it is the step's own need on any backend.
 """

@@ -35,8 +35,8 @@ def test_smoke_suite_writes_records_for_both_implementations(tmp_path):
   assert "gqn_jax step time / PyTorch" in table
 
 
-def test_precision_benchmark_times_one_computation_three_ways():
-  """experiments/benchmark_precision.py: its patch matmul over its built patches is its
+def test_precision_benchmark_times_one_computation_several_ways():
+  """experiments/benchmark_precision.py: both its patch matmuls over its built patches are its
   convolution (so the two timings compare like with like), and it records every (op, dtype)."""
   import jax
   import numpy as np
