@@ -5,7 +5,9 @@
 One ConvLSTM core convolution of the paper model (16x16 grid, 5x5 kernel, 256 input and 512
 output channels; the batch is --batch) timed in float32 and in bfloat16: XLA's convolution, the
 same convolution as a matmul over already-built image patches (with the output in the inputs'
-dtype, as gqn_jax writes it, and with a float32 output), and building the patches. Prints one
+dtype, and with a float32 output, as gqn_jax writes it in bfloat16 on the CPU), building the
+patches, and the conv's weight gradient (patches^T @ output gradient) written the way autodiff
+transposes a dot and with the transpose carried out in memory (gqn_jax/layers.py). Prints one
 JSON record per (op, dtype) and each op's bfloat16/float32 speed ratio. Explains
 `make bench-bf16`'s step times (README, Performance).
 """
@@ -24,7 +26,7 @@ from jax import lax  # noqa: E402
 
 from experiments.benchmark_convs import median_seconds  # noqa: E402
 from gqn_jax import allocator  # noqa: E402
-from gqn_jax.layers import image_patches  # noqa: E402
+from gqn_jax import layers  # noqa: E402
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
 
@@ -35,17 +37,22 @@ def ops(batch: int):
   image = (batch, GRID, GRID, C_IN)
   kernel = (KERNEL, KERNEL, C_IN, C_OUT)
   patches = (batch * GRID * GRID, KERNEL * KERNEL * C_IN)
+  grad = (batch * GRID * GRID, C_OUT)
+  f32_dot = lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)
   same_dtype_conv = lambda x, w: lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return {
-      # gqn_jax's form: the output in the input's dtype (gqn_jax/layers.py).
       "convolution": (same_dtype_conv, (image, kernel), conv_flops),
       "patch_matmul": (lambda p, w: p @ w.reshape(-1, C_OUT), (patches, kernel), conv_flops),
       # The same matmul accumulating into a float32 output.
-      "patch_matmul_f32_out": (lambda p, w: jnp.dot(p, w.reshape(-1, C_OUT),
-                                                    preferred_element_type=jnp.float32),
+      "patch_matmul_f32_out": (lambda p, w: f32_dot(p, w.reshape(-1, C_OUT)),
                                (patches, kernel), conv_flops),
-      "build_patches": (lambda x: image_patches(x, KERNEL), (image,), None),
+      "build_patches": (lambda x: layers.image_patches(x, KERNEL), (image,), None),
+      # XLA's CPU backend upcasts a bfloat16 dot over a transposed operand to float32.
+      "weight_grad_matmul": (lambda p, g: f32_dot(p.T, g), (patches, grad), conv_flops),
+      "weight_grad_matmul_transposed_in_memory": (
+          lambda p, g: f32_dot(layers._transpose_in_memory(g), p).T,  # pylint: disable=protected-access
+          (patches, grad), conv_flops),
   }
 
 

@@ -224,7 +224,7 @@ class Generator(nn.Module):
       gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], backend)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       # down(u) after this step's canvas update, through the composed 1x1 map down o up.
-      canvas_grid = canvas_grid + h_g @ p["canvas_kernel"].astype(h_g.dtype) + p["canvas_bias"]
+      canvas_grid = canvas_grid + layers.matmul(h_g, p["canvas_kernel"]) + p["canvas_bias"]
       return (h_g, c_g, h_e, c_e, canvas_grid), (h_g, kl)
 
     state = self._zeros_state(gen_fixed)
@@ -262,7 +262,9 @@ class Generator(nn.Module):
       hidden_states = jnp.sum(hidden_states, axis=0, keepdims=True)
       bias = self.config.steps * bias
     steps, batch, grid = hidden_states.shape[:3]
-    blocks = jnp.einsum("lbijh,lpqhc->bipjqc", hidden_states,
-                        kernel.astype(hidden_states.dtype))
+    # Accumulated in float32: the image's rounding to bfloat16 would be one shared error per
+    # pixel value, which the NLL's gradient sums over every pixel.
+    blocks = jnp.einsum("lbijh,lpqhc->bipjqc", hidden_states, kernel.astype(hidden_states.dtype),
+                        preferred_element_type=jnp.float32)
     image = blocks.reshape(batch, grid * UPSAMPLE, grid * UPSAMPLE, 3)
-    return (image + (bias + obs_bias).astype(image.dtype)).astype(jnp.float32)
+    return image + bias + obs_bias

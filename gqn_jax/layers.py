@@ -10,6 +10,12 @@ forward convolution ran at full speed. ``explicit_vjp`` keeps the fast forward c
 writes its backward pass as two operations XLA handles well in a loop body: the input gradient as
 another forward convolution (flipped, transposed kernel), the weight gradient as one matmul over
 image patches. ``experiments/benchmark.py`` measures all three.
+
+bfloat16: XLA's CPU backend has a fast bfloat16 matmul only when it accumulates into a float32
+output; a bfloat16-output dot is run in float32 (operands upcast) and a bfloat16 convolution is no
+faster than a float32 one (experiments/benchmark_precision.py). So every matmul here goes through
+``matmul``, which accumulates bfloat16 operands in float32, in its gradients too, and 'auto' picks
+the patch-matmul convolution for bfloat16 on the CPU.
 """
 
 import jax
@@ -36,9 +42,64 @@ def image_patches(x, kernel_size: int):
   return jnp.concatenate(shifted, axis=-1)
 
 
+def _fast_bf16_dots(dtype) -> bool:
+  """Whether matmuls in ``dtype`` take this module's bfloat16 route (see the module docstring)."""
+  return jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == "cpu"
+
+
+def _dot(a, b):
+  """a [M, K] @ b [K, N] accumulated in float32, the result in a's dtype."""
+  return jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+def _transpose_in_memory(x):
+  """x.T [N, M] of x [M, N], stored row-major.
+
+  XLA's CPU backend only runs a bfloat16 dot in bfloat16 when both operands are row-major and
+  contract lhs's last axis with rhs's first; otherwise it upcasts both operands to float32 (half
+  the speed). A plain ``x.T`` feeding a dot is folded into the dot's dimensions or into a
+  column-major layout; flattening it (one layout only) across an optimization barrier makes XLA
+  carry the transpose out.
+  """
+  rows, cols = x.shape
+  return lax.optimization_barrier(x.T.reshape(-1)).reshape(cols, rows)
+
+
+@jax.custom_vjp
+def _bf16_matmul(a, b):
+  return _dot(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+
+
+def _bf16_matmul_fwd(a, b):
+  return _bf16_matmul(a, b), (a, b)
+
+
+def _bf16_matmul_bwd(residuals, grad_out):
+  a, b = residuals
+  flat_a = a.reshape(-1, a.shape[-1])                               # [M, K]
+  flat_grad = grad_out.reshape(-1, grad_out.shape[-1]).astype(a.dtype)  # [M, N]
+  grad_a = _dot(flat_grad, _transpose_in_memory(b)).reshape(a.shape)
+  # The weight gradient contracts over M, the leading axis of both: transpose the smaller one.
+  if flat_grad.shape[1] <= flat_a.shape[1]:
+    grad_b = _dot(_transpose_in_memory(flat_grad), flat_a).T
+  else:
+    grad_b = _dot(_transpose_in_memory(flat_a), flat_grad)
+  return grad_a, grad_b.astype(b.dtype)
+
+
+_bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
+
+
+def matmul(a, b):
+  """a [..., K] @ b [K, N] in a's dtype (b is cast to it). bfloat16 on the CPU accumulates in
+  float32, forward and backward, with every dot in the form XLA runs natively in bfloat16."""
+  b = b.astype(a.dtype)
+  return _bf16_matmul(a, b) if _fast_bf16_dots(a.dtype) else a @ b
+
+
 def _im2col_conv(x, kernel):
   k, _, c_in, c_out = kernel.shape
-  return image_patches(x, k) @ kernel.reshape(k * k * c_in, c_out)
+  return matmul(image_patches(x, k), kernel.reshape(k * k * c_in, c_out))
 
 
 @jax.custom_vjp
@@ -68,18 +129,21 @@ _explicit_vjp_conv.defvjp(_explicit_vjp_conv_fwd, _explicit_vjp_conv_bwd)
 _BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv, "im2col": _im2col_conv}
 
 
-def resolve_backend(backend: str) -> str:
-  """'auto' -> 'explicit_vjp' on the CPU, where XLA's in-loop conv gradients are slow, and
-  'xla' on GPU and TPU, whose convolution libraries handle them in loops."""
+def resolve_backend(backend: str, dtype=jnp.float32) -> str:
+  """'auto' -> on the CPU, 'explicit_vjp' (XLA's in-loop conv gradients are slow) in float32 and
+  'im2col' in bfloat16 (only matmuls are fast there); 'xla' on GPU and TPU, whose convolution
+  libraries handle both dtypes, in loops too."""
   if backend != "auto":
     return backend
-  return "explicit_vjp" if jax.default_backend() == "cpu" else "xla"
+  if jax.default_backend() != "cpu":
+    return "xla"
+  return "im2col" if _fast_bf16_dots(dtype) else "explicit_vjp"
 
 
 def conv2d(x, kernel, backend: str = "auto"):
   """Stride-1 'same' convolution, x [N, H, W, C], kernel [k, k, C, O] -> [N, H, W, O]."""
   try:
-    conv = _BACKENDS[resolve_backend(backend)]
+    conv = _BACKENDS[resolve_backend(backend, x.dtype)]
   except KeyError:
     raise ValueError(f"unknown conv backend {backend!r}; known: {sorted(_BACKENDS)}") from None
   return conv(x, kernel.astype(x.dtype))
@@ -136,8 +200,7 @@ def space_to_depth(x, block: int):
 def space_to_depth_conv(x, kernel, bias):
   """Conv with a 4x4 (or s x s) kernel and equal stride: x [B, s*G, s*G, C] -> [B, G, G, O]."""
   s, _, c_in, c_out = kernel.shape
-  flat = kernel.reshape(s * s * c_in, c_out).astype(x.dtype)
-  return space_to_depth(x, s) @ flat + bias.astype(x.dtype)
+  return matmul(space_to_depth(x, s), kernel.reshape(s * s * c_in, c_out)) + bias.astype(x.dtype)
 
 
 def strided_then_stacked_conv(x, down_kernel, down_bias, kernels, grid_size: int):

@@ -48,6 +48,12 @@ def test_precision_benchmark_times_one_computation_several_ways():
   for matmul in ("patch_matmul", "patch_matmul_f32_out"):
     np.testing.assert_allclose(ops[matmul][0](patches, w).reshape(conv(x, w).shape),
                                conv(x, w), rtol=1e-4, atol=1e-3)
+  # Both weight-gradient forms are the conv's weight gradient for that output gradient.
+  grad = jax.random.normal(jax.random.key(2), ops["weight_grad_matmul"][1][1])
+  _, conv_vjp = jax.vjp(conv, x, w)
+  for matmul in ("weight_grad_matmul", "weight_grad_matmul_transposed_in_memory"):
+    np.testing.assert_allclose(ops[matmul][0](patches, grad).reshape(w.shape),
+                               conv_vjp(grad.reshape(conv(x, w).shape))[1], rtol=1e-4, atol=1e-3)
   records = bp.measure(batch=1, repeats=1)
   assert {(r["op"], r["dtype"]) for r in records} == {
       (op, dtype) for op in ops for dtype in ("float32", "bfloat16")}

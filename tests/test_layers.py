@@ -1,5 +1,7 @@
 """The generator's array building blocks against direct definitions."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -86,3 +88,67 @@ def test_lstm_update_closed_form():
   # forget gate ~1 keeps the cell, input gate 1/2 adds tanh(0.5)/2, output gate ~0.
   np.testing.assert_allclose(cell, [[2.0 + 0.5 * np.tanh(0.5)]], rtol=1e-6)
   np.testing.assert_allclose(hidden, [[0.0]], atol=1e-6)
+
+
+def _bf16(*arrays):
+  return [a.astype(jnp.bfloat16) for a in arrays]
+
+
+def test_bfloat16_matmul_gradients_equal_autodiff_of_the_same_dot(key):
+  """The custom backward pass computes what autodiff of the float32-accumulating dot would."""
+  k = jax.random.split(key, 3)
+  a, b = _bf16(jax.random.normal(k[0], (2, 5, 7)), jax.random.normal(k[1], (7, 3)))
+  weights = jax.random.normal(k[2], (2, 5, 3))
+  plain = lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
+  loss = lambda mm: lambda a, b: jnp.sum(weights * mm(a, b).astype(jnp.float32))
+  np.testing.assert_array_equal(layers.matmul(a, b), plain(a, b))
+  for ours, reference in zip(jax.grad(loss(layers.matmul), (0, 1))(a, b),
+                             jax.grad(loss(plain), (0, 1))(a, b)):
+    assert ours.dtype == jnp.bfloat16
+    np.testing.assert_allclose(ours.astype(np.float32), reference.astype(np.float32),
+                               rtol=1e-2, atol=1e-2)
+
+
+def _dot_operand_dtypes(hlo_text):
+  """Operand dtypes of every dot in compiled HLO text, fused or not."""
+  dtypes = dict(re.findall(r"%([\w.]+) = (\w+)\[", hlo_text))            # instructions
+  dtypes.update(re.findall(r"(?<![%\w.])([\w.]+): (\w+)\[", hlo_text))   # fusion parameters
+  dots = re.findall(r"= \w+\[[\d,]*\]\{[\d,]*\} dot\(%([\w.]+), %([\w.]+)\)", hlo_text)
+  return [(dtypes[lhs], dtypes[rhs]) for lhs, rhs in dots]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="about XLA's CPU backend")
+def test_bfloat16_matmul_and_conv_run_every_dot_in_bfloat16_on_the_cpu(key):
+  """The point of the bfloat16 route: XLA's CPU backend upcasts a dot whose operands are not in
+  canonical row-major form to float32, so a plain autodiff backward pass would run at float32
+  speed. Forward and backward, every dot must keep bfloat16 operands."""
+  k = jax.random.split(key, 4)
+  x, kernel = _bf16(jax.random.normal(k[0], (4, 8, 8, 16)), jax.random.normal(k[1], (5, 5, 16, 32)))
+  a, b = _bf16(jax.random.normal(k[2], (256, 96)), jax.random.normal(k[3], (96, 64)))
+  step = lambda x, kernel, a, b: (jnp.sum(layers.conv2d(x, kernel).astype(jnp.float32) ** 2)
+                                  + jnp.sum(layers.matmul(a, b).astype(jnp.float32) ** 2))
+  hlo = jax.jit(jax.grad(step, (0, 1, 2, 3))).lower(x, kernel, a, b).compile().as_text()
+  dtypes = _dot_operand_dtypes(hlo)
+  assert len(dtypes) >= 6, hlo  # conv: forward, input and weight gradients; the same for matmul
+  assert all(pair == ("bf16", "bf16") for pair in dtypes), dtypes
+
+
+@pytest.mark.parametrize("backend", ["auto", "im2col"])
+def test_bfloat16_conv_stays_close_to_float32_in_value_and_gradient(backend, key):
+  k = jax.random.split(key, 3)
+  x = jax.random.normal(k[0], (2, 6, 6, 4))
+  kernel = jax.random.normal(k[1], (5, 5, 4, 3))
+  weights = jax.random.normal(k[2], (2, 6, 6, 3))
+  f = lambda x, w: jnp.sum(weights * layers.conv2d(x.astype(jnp.bfloat16), w, backend))
+  g = lambda x, w: jnp.sum(weights * _conv(x, w))
+  scale = float(jnp.sum(jnp.abs(weights * _conv(x, kernel))))
+  np.testing.assert_allclose(f(x, kernel), g(x, kernel), atol=1e-2 * scale)
+  for a, b in zip(jax.grad(f, (0, 1))(x, kernel), jax.grad(g, (0, 1))(x, kernel)):
+    np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2 * float(jnp.max(jnp.abs(b))))
+
+
+def test_auto_backend_picks_the_patch_matmul_for_bfloat16_on_the_cpu():
+  expected = {"cpu": ("explicit_vjp", "im2col")}.get(jax.default_backend(), ("xla", "xla"))
+  assert (layers.resolve_backend("auto", jnp.float32),
+          layers.resolve_backend("auto", jnp.bfloat16)) == expected
+  assert layers.resolve_backend("xla", jnp.bfloat16) == "xla"
