@@ -51,7 +51,8 @@ def ops(batch: int):
       # XLA's CPU backend upcasts a bfloat16 dot over a transposed operand to float32.
       "weight_grad_matmul": (lambda p, g: f32_dot(p.T, g), (patches, grad), conv_flops),
       "weight_grad_matmul_transposed_in_memory": (
-          lambda p, g: f32_dot(layers._transpose_in_memory(g), p).T,  # pylint: disable=protected-access
+          lambda p, g: layers._row_major(  # pylint: disable=protected-access
+              f32_dot(layers._transpose_in_memory(g), p)).T,  # pylint: disable=protected-access
           (patches, grad), conv_flops),
   }
 

@@ -52,17 +52,21 @@ def _dot(a, b):
   return jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
 
 
-def _transpose_in_memory(x):
-  """x.T [N, M] of x [M, N], stored row-major.
+def _row_major(x):
+  """x, stored row-major: flattened (one layout only) across an optimization barrier.
 
-  XLA's CPU backend only runs a bfloat16 dot in bfloat16 when both operands are row-major and
-  contract lhs's last axis with rhs's first; otherwise it upcasts both operands to float32 (half
-  the speed). A plain ``x.T`` feeding a dot is folded into the dot's dimensions or into a
-  column-major layout; flattening it (one layout only) across an optimization barrier makes XLA
-  carry the transpose out.
+  XLA's CPU backend only runs a bfloat16 dot in bfloat16 when its operands and result are
+  row-major with the contraction on lhs's last axis and rhs's first. Otherwise it upcasts the
+  operands to float32 (half the speed) or, for some shapes, fails ("Unsupported element type for
+  DotThunk"). A transpose next to a dot is otherwise folded into the dot's dimensions or into a
+  column-major layout.
   """
-  rows, cols = x.shape
-  return lax.optimization_barrier(x.T.reshape(-1)).reshape(cols, rows)
+  return lax.optimization_barrier(x.reshape(-1)).reshape(x.shape)
+
+
+def _transpose_in_memory(x):
+  """x.T, stored row-major (see ``_row_major``)."""
+  return _row_major(x.T)
 
 
 @jax.custom_vjp
@@ -81,7 +85,7 @@ def _bf16_matmul_bwd(residuals, grad_out):
   grad_a = _dot(flat_grad, _transpose_in_memory(b)).reshape(a.shape)
   # The weight gradient contracts over M, the leading axis of both: transpose the smaller one.
   if flat_grad.shape[1] <= flat_a.shape[1]:
-    grad_b = _dot(_transpose_in_memory(flat_grad), flat_a).T
+    grad_b = _row_major(_dot(_transpose_in_memory(flat_grad), flat_a)).T
   else:
     grad_b = _dot(_transpose_in_memory(flat_a), flat_grad)
   return grad_a, grad_b.astype(b.dtype)
