@@ -26,7 +26,7 @@ from jax import lax  # noqa: E402
 
 from experiments.benchmark_convs import median_seconds  # noqa: E402
 from gqn_jax import allocator  # noqa: E402
-from gqn_jax import layers  # noqa: E402
+from gqn_jax import layers  # noqa: E402  # pylint: disable=protected-access
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
 
@@ -48,11 +48,12 @@ def ops(batch: int):
       "patch_matmul_f32_out": (lambda p, w: f32_dot(p, w.reshape(-1, C_OUT)),
                                (patches, kernel), conv_flops),
       "build_patches": (lambda x: layers.image_patches(x, KERNEL), (image,), None),
-      # XLA's CPU backend upcasts a bfloat16 dot over a transposed operand to float32.
-      "weight_grad_matmul": (lambda p, g: f32_dot(p.T, g), (patches, grad), conv_flops),
+      # The weight gradient, output in the inputs' dtype: as autodiff transposes a dot (XLA's
+      # CPU backend then upcasts bfloat16 operands to float32), and as gqn_jax/layers.py writes
+      # it for bfloat16 on the CPU, the transpose carried out in memory.
+      "weight_grad_matmul": (lambda p, g: layers._dot(p.T, g), (patches, grad), conv_flops),
       "weight_grad_matmul_transposed_in_memory": (
-          lambda p, g: layers._row_major(  # pylint: disable=protected-access
-              f32_dot(layers._transpose_in_memory(g), p)).T,  # pylint: disable=protected-access
+          lambda p, g: layers._row_major(layers._dot(layers._transpose_in_memory(g), p)).T,
           (patches, grad), conv_flops),
   }
 

@@ -267,4 +267,4 @@ class Generator(nn.Module):
     blocks = jnp.einsum("lbijh,lpqhc->bipjqc", hidden_states, kernel.astype(hidden_states.dtype),
                         preferred_element_type=jnp.float32)
     image = blocks.reshape(batch, grid * UPSAMPLE, grid * UPSAMPLE, 3)
-    return image + bias + obs_bias
+    return image + (bias + obs_bias)

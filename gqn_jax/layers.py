@@ -11,11 +11,12 @@ writes its backward pass as two operations XLA handles well in a loop body: the 
 another forward convolution (flipped, transposed kernel), the weight gradient as one matmul over
 image patches. ``experiments/benchmark.py`` measures all three.
 
-bfloat16: XLA's CPU backend has a fast bfloat16 matmul only when it accumulates into a float32
-output; a bfloat16-output dot is run in float32 (operands upcast) and a bfloat16 convolution is no
-faster than a float32 one (experiments/benchmark_precision.py). So every matmul here goes through
-``matmul``, which accumulates bfloat16 operands in float32, in its gradients too, and 'auto' picks
-the patch-matmul convolution for bfloat16 on the CPU.
+bfloat16 on the CPU: XLA's CPU backend has a fast bfloat16 matmul only when it accumulates into a
+float32 output from row-major operands; a bfloat16-output dot, or one over a transposed operand,
+runs in float32 (operands upcast), and a bfloat16 convolution is no faster than a float32 one
+(experiments/benchmark_precision.py). So the large matmuls here (the core convolutions, the
+stacked pre-scan convolutions, the canvas update) go through ``matmul``, which accumulates
+bfloat16 in float32, forward and backward, and 'auto' picks the patch-matmul convolution.
 """
 
 import jax
@@ -106,6 +107,11 @@ def _im2col_conv(x, kernel):
   return matmul(image_patches(x, k), kernel.reshape(k * k * c_in, c_out))
 
 
+# As a per-step conv backend, the patches (k*k times the input) are rebuilt in the backward pass
+# rather than kept for every step of the scan.
+_im2col_conv_rebuilding_patches = jax.checkpoint(_im2col_conv)
+
+
 @jax.custom_vjp
 def _explicit_vjp_conv(x, kernel):
   return _xla_conv(x, kernel)
@@ -130,7 +136,7 @@ def _explicit_vjp_conv_bwd(residuals, grad_out):
 
 _explicit_vjp_conv.defvjp(_explicit_vjp_conv_fwd, _explicit_vjp_conv_bwd)
 
-_BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv, "im2col": _im2col_conv}
+_BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv, "im2col": _im2col_conv_rebuilding_patches}
 
 
 def resolve_backend(backend: str, dtype=jnp.float32) -> str:
