@@ -84,8 +84,10 @@ def _bf16_matmul_bwd(residuals, grad_out):
   flat_a = a.reshape(-1, a.shape[-1])                               # [M, K]
   flat_grad = grad_out.reshape(-1, grad_out.shape[-1]).astype(a.dtype)  # [M, N]
   grad_a = _dot(flat_grad, _transpose_in_memory(b)).reshape(a.shape)
-  # The weight gradient contracts over M, the leading axis of both: transpose the smaller one.
-  if flat_grad.shape[1] <= flat_a.shape[1]:
+  # The weight gradient contracts over M, the leading axis of both, so one must be transposed in
+  # memory: a [M, K], or the gradient [M, N] and then the [N, K] result. Move fewer elements.
+  (m, k), n = flat_a.shape, flat_grad.shape[1]
+  if m * n + n * k < m * k:
     grad_b = _row_major(_dot(_transpose_in_memory(flat_grad), flat_a)).T
   else:
     grad_b = _dot(_transpose_in_memory(flat_a), flat_grad)
