@@ -138,7 +138,8 @@ def _explicit_vjp_conv_bwd(residuals, grad_out):
 
 _explicit_vjp_conv.defvjp(_explicit_vjp_conv_fwd, _explicit_vjp_conv_bwd)
 
-_BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv, "im2col": _im2col_conv_rebuilding_patches}
+_BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv,
+             "im2col": _im2col_conv_rebuilding_patches}
 
 
 def resolve_backend(backend: str, dtype=jnp.float32) -> str:
