@@ -26,7 +26,7 @@ from jax import lax  # noqa: E402
 
 from experiments.benchmark_convs import median_seconds  # noqa: E402
 from gqn_jax import allocator  # noqa: E402
-from gqn_jax import layers  # noqa: E402  # pylint: disable=protected-access
+from gqn_jax import layers  # noqa: E402
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
 
@@ -39,6 +39,7 @@ def ops(batch: int):
   patches = (batch * GRID * GRID, KERNEL * KERNEL * C_IN)
   grad = (batch * GRID * GRID, C_OUT)
   f32_dot = lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)
+  dot = layers.accumulating_dot  # float32 accumulation, the output in the inputs' dtype
   same_dtype_conv = lambda x, w: lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return {
@@ -51,9 +52,9 @@ def ops(batch: int):
       # The weight gradient, output in the inputs' dtype: as autodiff transposes a dot (XLA's
       # CPU backend then upcasts bfloat16 operands to float32), and as gqn_jax/layers.py writes
       # it for bfloat16 on the CPU, the transpose carried out in memory.
-      "weight_grad_matmul": (lambda p, g: layers._dot(p.T, g), (patches, grad), conv_flops),
+      "weight_grad_matmul": (lambda p, g: dot(p.T, g), (patches, grad), conv_flops),
       "weight_grad_matmul_transposed_in_memory": (
-          lambda p, g: layers._row_major(layers._dot(layers._transpose_in_memory(g), p)).T,
+          lambda p, g: layers.row_major(dot(layers.transpose_in_memory(g), p)).T,
           (patches, grad), conv_flops),
   }
 

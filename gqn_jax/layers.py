@@ -48,12 +48,12 @@ def _fast_bf16_dots(dtype) -> bool:
   return jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == "cpu"
 
 
-def _dot(a, b):
+def accumulating_dot(a, b):
   """a [M, K] @ b [K, N] accumulated in float32, the result in a's dtype."""
   return jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
 
 
-def _row_major(x):
+def row_major(x):
   """x, stored row-major: flattened (one layout only) across an optimization barrier.
 
   XLA's CPU backend only runs a bfloat16 dot in bfloat16 when its operands and result are
@@ -65,14 +65,14 @@ def _row_major(x):
   return lax.optimization_barrier(x.reshape(-1)).reshape(x.shape)
 
 
-def _transpose_in_memory(x):
-  """x.T, stored row-major (see ``_row_major``)."""
-  return _row_major(x.T)
+def transpose_in_memory(x):
+  """x.T, stored row-major (see ``row_major``)."""
+  return row_major(x.T)
 
 
 @jax.custom_vjp
 def _bf16_matmul(a, b):
-  return _dot(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+  return accumulating_dot(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
 
 
 def _bf16_matmul_fwd(a, b):
@@ -83,14 +83,14 @@ def _bf16_matmul_bwd(residuals, grad_out):
   a, b = residuals
   flat_a = a.reshape(-1, a.shape[-1])                               # [M, K]
   flat_grad = grad_out.reshape(-1, grad_out.shape[-1]).astype(a.dtype)  # [M, N]
-  grad_a = _dot(flat_grad, _transpose_in_memory(b)).reshape(a.shape)
+  grad_a = accumulating_dot(flat_grad, transpose_in_memory(b)).reshape(a.shape)
   # The weight gradient contracts over M, the leading axis of both, so one must be transposed in
   # memory: a [M, K], or the gradient [M, N] and then the [N, K] result. Move fewer elements.
   (m, k), n = flat_a.shape, flat_grad.shape[1]
   if m * n + n * k < m * k:
-    grad_b = _row_major(_dot(_transpose_in_memory(flat_grad), flat_a)).T
+    grad_b = row_major(accumulating_dot(transpose_in_memory(flat_grad), flat_a)).T
   else:
-    grad_b = _dot(_transpose_in_memory(flat_a), flat_grad)
+    grad_b = accumulating_dot(transpose_in_memory(flat_a), flat_grad)
   return grad_a, grad_b.astype(b.dtype)
 
 
