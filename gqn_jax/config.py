@@ -35,10 +35,10 @@ class ModelConfig:
   pose_order: poses.PoseOrder = "sin_cos"
   conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # see layers.py.
   scan_unroll: int = 1              # generator steps per scan iteration.
-  remat: bool = False               # recompute, in the backward pass, each generator step, the
-                                    # representation network and the pre-scan patch matrices;
-                                    # on CPU import gqn_jax before any JAX computation runs
-                                    # (gqn_jax/xla_flags.py).
+  remat: bool = False               # recompute, in the backward pass, each generator step and
+                                    # the representation network (the pre-scan patch matrices
+                                    # are rebuilt either way); on CPU import gqn_jax before any
+                                    # JAX computation runs (gqn_jax/xla_flags.py).
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.
 
   @property

@@ -157,10 +157,13 @@ class Generator(nn.Module):
     image_grid = layers.space_to_depth_conv(image, down_kernel, down_bias)  # [B, G, G, H]
     return self._recomputed(layers.conv2d_stacked)(image_grid, kernels)
 
-  def _recomputed(self, conv, **checkpoint_kwargs):
-    """``conv`` itself, or with ``remat`` a version whose backward pass rebuilds its patch
-    matrix and merged kernel (hundreds of MB at batch 36) instead of keeping them."""
-    return jax.checkpoint(conv, **checkpoint_kwargs) if self.config.remat else conv
+  @staticmethod
+  def _recomputed(conv, **checkpoint_kwargs):
+    """``conv`` with a backward pass that rebuilds its patch matrix and merged kernel rather
+    than keeping them from the forward pass, with or without ``remat``: the merged kernels of
+    the tower r's convs alone are 300 MB at any batch, and rebuilding them is a transpose
+    (XLA's temporaries at batch 4: 1,424 -> 1,155 MiB, `make bench-memory`)."""
+    return jax.checkpoint(conv, **checkpoint_kwargs)
 
   def _scan(self, step, carry, per_step, noise):
     """Runs ``step(carry, step_params, eps)`` L times.

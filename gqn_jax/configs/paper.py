@@ -25,8 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
                                 # auto = explicit_vjp on CPU (im2col in bfloat16), xla on GPU/TPU
                                 # (gqn_jax/layers.py).
       scan_unroll=1,            # generator steps per scan iteration.
-      remat=False,              # recompute generator steps, the representation network and the
-                                # pre-scan patch matrices in the backward pass (saves memory).
+      remat=False,              # recompute generator steps and the representation network in
+                                # the backward pass (saves memory).
       dtype="float32",          # compute dtype; parameters stay float32.
   ))
 
