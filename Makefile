@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo bench bench-memory bench-convs bench-b36 bench-bf16 bench-generate bench-input summary \
+.PHONY: setup system-packages test test-fast demo bench bench-memory bench-activations bench-convs \
+	bench-b36 bench-bf16 bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
 setup: $(STAMP)
@@ -50,6 +51,10 @@ bench: setup
 
 bench-memory: setup
 	$(PY) experiments/memory_analysis.py
+
+# What each implementation keeps for the backward pass (traced / one forward pass; minutes).
+bench-activations: setup
+	$(PY) experiments/saved_activations.py --output=experiments/results/saved_activations.json
 
 bench-convs: setup
 	$(PY) experiments/benchmark_convs.py --output=experiments/results/convs.json
