@@ -12,6 +12,7 @@ how the batch is split over devices).
 """
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from gqn_jax import objective
 from gqn_jax.config import ModelConfig
@@ -24,7 +25,7 @@ class GQN(nn.Module):
 
   def setup(self):
     self.representation = Representation(self.config.representation, self.config.r_channels,
-                                         self.config.remat)
+                                         self.config.remat, jnp.dtype(self.config.dtype))
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):

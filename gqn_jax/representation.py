@@ -2,8 +2,12 @@
 
 Three architectures from the paper (GQN_SPEC.md): ``pyramid`` (r is 1x1), ``tower`` (r is on the
 image/4 grid) and ``pool`` (tower, averaged to 1x1). Channel counts scale with ``r_channels``
-(256 in the paper) so that tiny test models keep the same shape of network.
+(256 in the paper) so that tiny test models keep the same shape of network. ``dtype`` is the
+compute dtype of the convolutions (the model's ``dtype``); parameters stay float32.
 """
+
+import functools
+from typing import Any
 
 import jax.numpy as jnp
 import flax.linen as nn
@@ -17,43 +21,51 @@ def _broadcast_pose(pose, height, width):
 class Pyramid(nn.Module):
   """Pose broadcast onto the image, four strided convs down to a 1x1 r."""
   r_channels: int = 256
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, 1, 1, R]
     x = jnp.concatenate([image, _broadcast_pose(pose, *image.shape[1:3])], axis=-1)
     for fraction in (8, 4, 2):
-      x = nn.relu(nn.Conv(self.r_channels // fraction, (2, 2), strides=2, padding="VALID")(x))
+      x = nn.relu(nn.Conv(self.r_channels // fraction, (2, 2), strides=2, padding="VALID",
+                          dtype=self.dtype)(x))
     # The last conv covers whatever is left (8x8 for 64 px images), giving 1x1.
     remaining = x.shape[1:3]
-    return nn.relu(nn.Conv(self.r_channels, remaining, strides=remaining, padding="VALID")(x))
+    return nn.relu(nn.Conv(self.r_channels, remaining, strides=remaining, padding="VALID",
+                           dtype=self.dtype)(x))
 
 
 class Tower(nn.Module):
   """Two residual blocks down to the image/4 grid, the pose joined in between."""
   r_channels: int = 256
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, H/4, W/4, R]
     wide, narrow = self.r_channels, self.r_channels // 2
-    skip_in = nn.relu(nn.Conv(wide, (2, 2), strides=2, padding="VALID")(image))    # [N, H/2, W/2, R]
-    skip_out = nn.relu(nn.Conv(wide, (2, 2), strides=2, padding="VALID")(skip_in))  # [N, H/4, W/4, R]
-    x = nn.relu(nn.Conv(narrow, (3, 3), padding="SAME")(skip_in))
-    x = nn.relu(nn.Conv(wide, (2, 2), strides=2, padding="VALID")(x)) + skip_out
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    down = functools.partial(conv, kernel_size=(2, 2), strides=2, padding="VALID")
+    skip_in = nn.relu(down(wide)(image))     # [N, H/2, W/2, R]
+    skip_out = nn.relu(down(wide)(skip_in))  # [N, H/4, W/4, R]
+    x = nn.relu(conv(narrow, (3, 3), padding="SAME")(skip_in))
+    x = nn.relu(down(wide)(x)) + skip_out
 
-    skip_in = jnp.concatenate([x, _broadcast_pose(pose, *x.shape[1:3])], axis=-1)  # [.., R + 7]
-    skip_out = nn.relu(nn.Conv(wide, (3, 3), padding="SAME")(skip_in))
-    x = nn.relu(nn.Conv(narrow, (3, 3), padding="SAME")(skip_in))
-    x = nn.relu(nn.Conv(wide, (3, 3), padding="SAME")(x)) + skip_out
-    return nn.relu(nn.Conv(wide, (1, 1))(x))
+    pose = _broadcast_pose(pose.astype(x.dtype), *x.shape[1:3])
+    skip_in = jnp.concatenate([x, pose], axis=-1)  # [.., R + 7]
+    skip_out = nn.relu(conv(wide, (3, 3), padding="SAME")(skip_in))
+    x = nn.relu(conv(narrow, (3, 3), padding="SAME")(skip_in))
+    x = nn.relu(conv(wide, (3, 3), padding="SAME")(x)) + skip_out
+    return nn.relu(conv(wide, (1, 1))(x))
 
 
 class Pool(nn.Module):
   """The tower, averaged over its grid to a 1x1 r."""
   r_channels: int = 256
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image, pose):  # -> [N, 1, 1, R]
-    return jnp.mean(Tower(self.r_channels)(image, pose), axis=(1, 2), keepdims=True)
+    return jnp.mean(Tower(self.r_channels, self.dtype)(image, pose), axis=(1, 2), keepdims=True)
 
 
 ENCODERS = {"pyramid": Pyramid, "tower": Tower, "pool": Pool}
@@ -69,6 +81,7 @@ class Representation(nn.Module):
   architecture: str = "tower"
   r_channels: int = 256
   remat: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images, poses, mask=None):
@@ -77,10 +90,10 @@ class Representation(nn.Module):
     encoder_class = ENCODERS[self.architecture]
     if self.remat:
       encoder_class = nn.remat(encoder_class)
-    encoder = encoder_class(self.r_channels, name=self.architecture)
+    encoder = encoder_class(self.r_channels, self.dtype, name=self.architecture)
     encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
                       poses.reshape(batch * views, poses.shape[-1]))
     encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]
     if mask is not None:
       encoded = jnp.where(mask[:, :, None, None, None], encoded, 0.0)
-    return jnp.sum(encoded, axis=1)
+    return jnp.sum(encoded, axis=1, dtype=jnp.float32)  # summed in float32 whatever the dtype

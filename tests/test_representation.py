@@ -66,3 +66,36 @@ def test_paper_pyramid_layer_shapes(key):
   shapes = jax.eval_shape(net.init, key, jnp.zeros((1, 1, 64, 64, 3)), jnp.zeros((1, 1, 7)))
   kernels = [shapes["params"]["pyramid"][f"Conv_{i}"]["kernel"].shape for i in range(4)]
   assert kernels == [(2, 2, 10, 32), (2, 2, 32, 64), (2, 2, 64, 128), (8, 8, 128, 256)]
+
+
+def _conv_input_dtypes(jaxpr):
+  """The operand dtypes of every convolution in a jaxpr, nested jaxprs included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      found.append({str(v.aval.dtype) for v in eqn.invars})
+    for value in eqn.params.values():
+      inner = getattr(value, "jaxpr", value)
+      if hasattr(inner, "eqns"):
+        found += _conv_input_dtypes(inner)
+  return found
+
+
+@pytest.mark.parametrize("architecture", ["pyramid", "tower", "pool"])
+def test_bfloat16_convolves_in_bfloat16_and_stays_close_to_float32(architecture, key):
+  """The model's dtype is the representation's compute dtype too (PyTorch's autocast runs the
+  baseline's representation convs in bfloat16); parameters and r stay float32."""
+  net, params, images, poses = _setup(architecture, key)
+  low = Representation(architecture, R, dtype=jnp.bfloat16)
+  assert jax.tree.map(lambda x: x.shape, low.init(key, images, poses)) == jax.tree.map(
+      lambda x: x.shape, params)  # same parameters: a checkpoint loads either way
+  jaxpr = jax.make_jaxpr(lambda p: low.apply(p, images, poses))(params).jaxpr
+  dtypes = _conv_input_dtypes(jaxpr)
+  assert dtypes and all(d == {"bfloat16"} for d in dtypes)
+  assert not [d for d in _conv_input_dtypes(
+      jax.make_jaxpr(lambda p: net.apply(p, images, poses))(params).jaxpr) if d != {"float32"}]
+  r32, r16 = net.apply(params, images, poses), low.apply(params, images, poses)
+  assert r16.dtype == jnp.float32
+  scale = float(jnp.max(jnp.abs(r32)))
+  assert scale > 0
+  np.testing.assert_allclose(r16, r32, atol=0.03 * scale)
