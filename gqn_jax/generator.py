@@ -39,6 +39,14 @@ from gqn_jax.poses import POSE_DIM
 
 UPSAMPLE = 4  # canvas pixels per grid cell, per side.
 
+# The pre-scan convolutions rebuild their patch matrix and merged kernel in the backward pass
+# rather than keep them from the forward pass, with or without remat: the tower r convs' merged
+# kernels alone are 300 MB at any batch, and rebuilding them is a transpose (XLA's temporaries
+# at batch 4: 1,424 -> 1,155 MiB, `make bench-memory`).
+_stacked_conv = jax.checkpoint(layers.conv2d_stacked)
+_strided_then_stacked_conv = jax.checkpoint(layers.strided_then_stacked_conv,
+                                            static_argnums=(4,))
+
 
 def _fan_in_init(fan_in: int):
   """Truncated normal with variance 1/fan_in (LeCun), for kernels that are slices of one conv."""
@@ -145,25 +153,17 @@ class Generator(nn.Module):
     if r.shape[1] == 1:  # pyramid / pool: r is a 1x1 map, broadcast over the grid.
       gates += layers.conv2d_of_constant(r[:, 0, 0, :], core["r"], grid)
     else:
-      gates += self._recomputed(layers.conv2d_stacked)(r, core["r"])
+      gates += _stacked_conv(r, core["r"])
     return gates + core["bias"][:, None, None, None, :].astype(gates.dtype)
 
   def _image_gates(self, down, kernels, image):
     """The query image's share of the inference core's gates: [copies, B, G, G, 4H]."""
     down_kernel, down_bias = down["kernel"][0], down["bias"][0]
     if UPSAMPLE * UPSAMPLE * image.shape[-1] < self.config.hidden_channels:
-      return self._recomputed(layers.strided_then_stacked_conv, static_argnums=(4,))(
-          image, down_kernel, down_bias, kernels, self.config.grid_size)
+      return _strided_then_stacked_conv(image, down_kernel, down_bias, kernels,
+                                        self.config.grid_size)
     image_grid = layers.space_to_depth_conv(image, down_kernel, down_bias)  # [B, G, G, H]
-    return self._recomputed(layers.conv2d_stacked)(image_grid, kernels)
-
-  @staticmethod
-  def _recomputed(conv, **checkpoint_kwargs):
-    """``conv`` with a backward pass that rebuilds its patch matrix and merged kernel rather
-    than keeping them from the forward pass, with or without ``remat``: the merged kernels of
-    the tower r's convs alone are 300 MB at any batch, and rebuilding them is a transpose
-    (XLA's temporaries at batch 4: 1,424 -> 1,155 MiB, `make bench-memory`)."""
-    return jax.checkpoint(conv, **checkpoint_kwargs)
+    return _stacked_conv(image_grid, kernels)
 
   def _scan(self, step, carry, per_step, noise):
     """Runs ``step(carry, step_params, eps)`` L times.

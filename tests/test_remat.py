@@ -114,8 +114,9 @@ def _recomputed_blocks(jaxpr) -> int:
 # scan body).
 @pytest.mark.parametrize("representation,patch_convs", [("tower", 3), ("pool", 1)])
 @pytest.mark.parametrize("hidden", [8, 56])  # 56 > 48: the composed strided image conv
-def test_remat_recomputes_the_encoder_the_patch_convs_and_each_step(representation,
-                                                                   patch_convs, hidden, key):
+def test_patch_convs_are_always_recomputed_the_encoder_and_steps_with_remat(representation,
+                                                                           patch_convs, hidden,
+                                                                           key):
   for remat, expected in ((False, patch_convs), (True, patch_convs + 2)):
     cfg = tiny_model_config(representation=representation, remat=remat, hidden_channels=hidden)
     model = GQN(cfg)
