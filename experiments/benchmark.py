@@ -301,7 +301,7 @@ def _ratios(records):
   xla, ours = (by.get(("paper-tower-L2-xla-conv-grads", "gqn_jax")),
                by.get(("paper-tower-L2", "gqn_jax")))
   if xla and ours and xla.get("step_s") and ours.get("step_s"):
-    out.append(f"L=2 step with XLA's own conv gradients in the scan / with explicit_vjp = "
+    out.append(f"L=2 step with XLA's own conv gradients in the scan / with the default (auto) = "
                f"{xla['step_s'] / ours['step_s']:.1f}")
   return out
 

@@ -1,6 +1,7 @@
 """The paper step's convolutions alone, through each of gqn_jax's conv backends.
 
-  .venv/bin/python experiments/benchmark_convs.py [--batch 4] [--output=results/convs.json]
+  .venv/bin/python experiments/benchmark_convs.py [--batch 4] [--dtype bfloat16]
+      [--backends explicit_vjp im2col] [--output=results/convs.json]
 
 Two shapes of work dominate the paper step (16x16 grid, 5x5 kernels):
 * inside the scan, each step's conv of the core state (inference core 384 -> 512 channels,
@@ -9,7 +10,7 @@ Two shapes of work dominate the paper step (16x16 grid, 5x5 kernels):
   256 -> 12 x 512 channels; ``layers.conv2d_stacked``).
 For each: forward time and forward + backward (gradients for input and kernel) time, median of
 several runs, per backend. This is the measurement behind the backend choices in
-gqn_jax/layers.py (explicit_vjp inside the scan on CPU, a patch matmul for the stacked conv).
+gqn_jax/layers.py (on the CPU, a patch matmul inside the scan and for the stacked conv).
 """
 
 import argparse
@@ -44,13 +45,13 @@ def median_seconds(fn, *args, repeats: int):
 def _scanned_loss(backend, channels):
   def loss(x, kernels):
     def body(h, kernel):  # keep the state's width so that the next step can read it.
-      return jnp.tanh(layers.conv2d(h, kernel, backend)[..., :channels]), None
-    return jnp.sum(jax.lax.scan(body, x, kernels)[0])
+      return jnp.tanh(layers.conv2d(h, kernel, backend)[..., :channels]).astype(h.dtype), None
+    return jnp.sum(jax.lax.scan(body, x, kernels)[0].astype(jnp.float32))
   return loss
 
 
 def _stacked_loss(conv):
-  return lambda x, kernels: jnp.sum(jnp.tanh(conv(x, kernels)))
+  return lambda x, kernels: jnp.sum(jnp.tanh(conv(x, kernels)).astype(jnp.float32))
 
 
 def _merged_conv(backend):
@@ -82,6 +83,9 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="of the input (kernels are float32 and cast, as in the model)")
+  parser.add_argument("--backends", nargs="*", help="only these (default: all)")
   parser.add_argument("--output", type=pathlib.Path)
   args = parser.parse_args(argv)
   key_x, key_k = jax.random.split(jax.random.key(0))
@@ -90,13 +94,16 @@ def main(argv=None):
   print("| convolution | backend | forward (ms) | forward + backward (ms) | fwd GFLOP/s |")
   print("|---|---|---|---|---|")
   for name, losses, x_shape, k_shape, flops in cases(args.batch):
-    x = jax.random.normal(key_x, x_shape)
+    x = jax.random.normal(key_x, x_shape, args.dtype)
     kernels = jax.random.normal(key_k, k_shape) * 0.02
     for backend, loss in losses.items():
+      if args.backends and not any(b in backend for b in args.backends):
+        continue
       forward = median_seconds(jax.jit(loss), x, kernels, repeats=args.repeats)
       both = median_seconds(jax.jit(jax.grad(loss, argnums=(0, 1))), x, kernels,
                              repeats=args.repeats)
-      records.append(dict(conv=name, backend=backend, batch=args.batch, forward_s=forward,
+      records.append(dict(conv=name, backend=backend, batch=args.batch, dtype=args.dtype,
+                          forward_s=forward,
                           forward_backward_s=both, forward_gflops=flops / forward / 1e9))
       print(f"| {name} | {backend} | {forward * 1e3:.0f} | {both * 1e3:.0f} | "
             f"{flops / forward / 1e9:.0f} |", flush=True)

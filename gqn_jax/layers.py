@@ -6,18 +6,24 @@ run its L steps under ``jax.lax.scan``.
 Why three convolution backends: on the CPU runtime, XLA lowers a convolution's *gradients* inside
 a while loop (the scan) far more slowly than the same gradients outside one (jax-ml/jax#12868):
 the weight gradient ran ~20x and the input gradient ~3.6x slower in our measurements, while the
-forward convolution ran at full speed. ``explicit_vjp`` keeps the fast forward convolution and
-writes its backward pass as two operations XLA handles well in a loop body: the input gradient as
-another forward convolution (flipped, transposed kernel), the weight gradient as one matmul over
-image patches. ``experiments/benchmark.py`` measures all three.
+forward convolution ran at full speed. Two backends write the backward pass by hand, as
+operations XLA handles well in a loop body. ``explicit_vjp`` keeps XLA's forward convolution; its
+input gradient is another forward convolution (flipped, transposed kernel), its weight gradient
+one matmul over image patches. ``im2col`` is a matmul over image patches both ways: the patches
+are rebuilt in the backward pass, and the patch gradients are added back into pixels in float32
+(``image_patches``' own backward pass). On this project's CPU ``im2col`` ran forward + backward
+faster than ``explicit_vjp`` in float32 and far faster in bfloat16
+(``experiments/benchmark_convs.py``), so 'auto' picks it there.
 
 bfloat16 on the CPU: XLA's CPU backend has a fast bfloat16 matmul only when it accumulates into a
 float32 output from row-major operands; a bfloat16-output dot, or one over a transposed operand,
 runs in float32 (operands upcast), and a bfloat16 convolution is no faster than a float32 one
 (experiments/benchmark_precision.py). So the large matmuls here (the core convolutions, the
 stacked pre-scan convolutions, the canvas update) go through ``matmul``, which accumulates
-bfloat16 in float32, forward and backward, and 'auto' picks the patch-matmul convolution.
+bfloat16 in float32, forward and backward.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +36,7 @@ def _xla_conv(x, kernel):
   return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def image_patches(x, kernel_size: int):
   """[N, H, W, C] -> [N, H, W, k*k*C]: each pixel's k x k neighbourhood ('same' zero padding).
 
@@ -41,6 +48,30 @@ def image_patches(x, kernel_size: int):
   shifted = [padded[:, dy:dy + height, dx:dx + width, :]
              for dy in range(kernel_size) for dx in range(kernel_size)]
   return jnp.concatenate(shifted, axis=-1)
+
+
+def _image_patches_fwd(x, kernel_size):
+  return image_patches(x, kernel_size), None
+
+
+def _image_patches_bwd(kernel_size, _, grad_patches):
+  """Adds each pixel's k*k patch gradients back where they came from (col2im), in float32.
+
+  Autodiff's transpose of the forward pass sums k*k zero-padded copies in the patches' dtype:
+  in bfloat16 the CPU rounds after each of the 25 additions, and the padded sums ran slower than
+  these in-place slice additions in float32 too (experiments/benchmark_convs.py).
+  """
+  n, height, width, depth = grad_patches.shape
+  pad, taps = kernel_size // 2, kernel_size * kernel_size
+  per_tap = grad_patches.astype(jnp.float32).reshape(n, height, width, taps, depth // taps)
+  total = jnp.zeros((n, height + 2 * pad, width + 2 * pad, depth // taps), jnp.float32)
+  for tap in range(taps):
+    dy, dx = divmod(tap, kernel_size)
+    total = total.at[:, dy:dy + height, dx:dx + width, :].add(per_tap[:, :, :, tap])
+  return (total[:, pad:pad + height, pad:pad + width, :].astype(grad_patches.dtype),)
+
+
+image_patches.defvjp(_image_patches_fwd, _image_patches_bwd)
 
 
 def _fast_bf16_dots(dtype) -> bool:
@@ -83,10 +114,18 @@ def _bf16_matmul_bwd(residuals, grad_out):
   a, b = residuals
   flat_a = a.reshape(-1, a.shape[-1])                               # [M, K]
   flat_grad = grad_out.reshape(-1, grad_out.shape[-1]).astype(a.dtype)  # [M, N]
-  grad_a = accumulating_dot(flat_grad, transpose_in_memory(b)).reshape(a.shape)
-  # The weight gradient contracts over M, the leading axis of both, so one must be transposed in
-  # memory: a [M, K], or the gradient [M, N] and then the [N, K] result. Move fewer elements.
   (m, k), n = flat_a.shape, flat_grad.shape[1]
+  # Each gradient contracts an axis that is not in place for a native dot, so something must be
+  # transposed in memory; of the two ways, move fewer elements. grad_a [M, K] = grad @ b.T: b
+  # [K, N], or the gradient [M, N] and then the [K, M] result (the tower r's merged kernel is
+  # 6400 x 6144 against a 1024-row gradient at batch 4).
+  if m * n + k * m < k * n:
+    grad_a = row_major(accumulating_dot(b, transpose_in_memory(flat_grad))).T
+  else:
+    grad_a = accumulating_dot(flat_grad, transpose_in_memory(b))
+  grad_a = grad_a.reshape(a.shape)
+  # grad_b [K, N] = a.T @ grad contracts over M, the leading axis of both: a [M, K], or the
+  # gradient [M, N] and then the [N, K] result.
   if m * n + n * k < m * k:
     grad_b = row_major(accumulating_dot(transpose_in_memory(flat_grad), flat_a)).T
   else:
@@ -143,14 +182,13 @@ _BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv,
 
 
 def resolve_backend(backend: str, dtype=jnp.float32) -> str:
-  """'auto' -> on the CPU, 'explicit_vjp' (XLA's in-loop conv gradients are slow) in float32 and
-  'im2col' in bfloat16 (only matmuls are fast there); 'xla' on GPU and TPU, whose convolution
-  libraries handle both dtypes, in loops too."""
+  """'auto' -> 'im2col' on the CPU (XLA's in-loop conv gradients are slow, and in bfloat16 only
+  matmuls are fast); 'xla' on GPU and TPU, whose convolution libraries handle both dtypes, in
+  loops too. ``dtype`` is kept for callers that choose per dtype."""
+  del dtype
   if backend != "auto":
     return backend
-  if jax.default_backend() != "cpu":
-    return "xla"
-  return "im2col" if _fast_bf16_dots(dtype) else "explicit_vjp"
+  return "im2col" if jax.default_backend() == "cpu" else "xla"
 
 
 def conv2d(x, kernel, backend: str = "auto"):

@@ -29,6 +29,31 @@ def test_conv_backends_agree_in_value_and_gradient(backend, key):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_image_patches_gradient_is_the_adjoint_of_taking_patches(key):
+  """<patches(x), g> = <x, patches^T(g)>: the custom backward pass (col2im) is the transpose of
+  the forward map, edges and zero padding included."""
+  kx, kg = jax.random.split(key)
+  x = jax.random.normal(kx, (2, 6, 7, 3))
+  g = jax.random.normal(kg, (2, 6, 7, 5 * 5 * 3))
+  patches, vjp = jax.vjp(lambda x: layers.image_patches(x, 5), x)
+  np.testing.assert_allclose(jnp.vdot(patches, g), jnp.vdot(x, vjp(g)[0]), rtol=1e-5)
+  reference = jax.linear_transpose(lambda x: layers.image_patches.fun(x, 5), x)(g)[0]
+  np.testing.assert_allclose(vjp(g)[0], reference, rtol=1e-5, atol=1e-5)
+
+
+def test_image_patches_gradient_rounds_bfloat16_once(key):
+  """In bfloat16 the k*k contributions to each pixel are summed in float32 and rounded once,
+  so the result is float32's sum rounded to bfloat16, exactly."""
+  kx, kg = jax.random.split(key)
+  x = jax.random.normal(kx, (2, 6, 6, 4), jnp.bfloat16)
+  g = jax.random.normal(kg, (2, 6, 6, 25 * 4), jnp.bfloat16)
+  ours = jax.vjp(lambda x: layers.image_patches(x, 5), x)[1](g)[0]
+  exact = jax.vjp(lambda x: layers.image_patches(x, 5), x.astype(jnp.float32))[1](
+      g.astype(jnp.float32))[0]
+  assert ours.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(ours, exact.astype(jnp.bfloat16))
+
+
 def test_conv_of_constant_equals_conv_of_broadcast(key):
   k = jax.random.split(key, 2)
   values = jax.random.normal(k[0], (2, 5))
@@ -94,10 +119,12 @@ def _bf16(*arrays):
   return [a.astype(jnp.bfloat16) for a in arrays]
 
 
-@pytest.mark.parametrize("inner, outer", [(7, 3), (3, 7)], ids=["N<K", "N>K"])
+@pytest.mark.parametrize("inner, outer", [(7, 3), (3, 7), (40, 30)],
+                         ids=["N<K", "N>K", "K*N>M*(K+N)"])
 def test_bfloat16_matmul_gradients_equal_autodiff_of_the_same_dot(inner, outer, key):
   """The custom backward pass computes what autodiff of the float32-accumulating dot would,
-  for both ways it orders the weight gradient's dot."""
+  for both ways it orders each gradient's dot (M = 10 rows here; the last case transposes the
+  output gradient rather than the kernel for the input gradient)."""
   k = jax.random.split(key, 3)
   a, b = _bf16(jax.random.normal(k[0], (2, 5, inner)), jax.random.normal(k[1], (inner, outer)))
   weights = jax.random.normal(k[2], (2, 5, outer))
@@ -128,11 +155,13 @@ def test_bfloat16_matmul_and_conv_run_every_dot_in_bfloat16_on_the_cpu(key):
   k = jax.random.split(key, 4)
   x, kernel = _bf16(jax.random.normal(k[0], (4, 8, 8, 16)), jax.random.normal(k[1], (5, 5, 16, 32)))
   a, b = _bf16(jax.random.normal(k[2], (256, 96)), jax.random.normal(k[3], (96, 64)))
-  step = lambda x, kernel, a, b: (jnp.sum(layers.conv2d(x, kernel).astype(jnp.float32) ** 2)
-                                  + jnp.sum(layers.matmul(a, b).astype(jnp.float32) ** 2))
+  squares = lambda y: jnp.sum(y.astype(jnp.float32) ** 2)
+  # a[:8]: few rows against a large kernel, the other order of the input gradient's dot.
+  step = lambda x, kernel, a, b: (squares(layers.conv2d(x, kernel)) + squares(layers.matmul(a, b))
+                                  + squares(layers.matmul(a[:8], b)))
   hlo = jax.jit(jax.grad(step, (0, 1, 2, 3))).lower(x, kernel, a, b).compile().as_text()
   dtypes = _dot_operand_dtypes(hlo)
-  assert len(dtypes) >= 6, hlo  # conv: forward, input and weight gradients; the same for matmul
+  assert len(dtypes) >= 9, hlo  # forward, input and weight gradients: conv and both matmuls
   assert all(pair == ("bf16", "bf16") for pair in dtypes), dtypes
 
 
@@ -150,8 +179,8 @@ def test_bfloat16_conv_stays_close_to_float32_in_value_and_gradient(backend, key
     np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2 * float(jnp.max(jnp.abs(b))))
 
 
-def test_auto_backend_picks_the_patch_matmul_for_bfloat16_on_the_cpu():
-  expected = {"cpu": ("explicit_vjp", "im2col")}.get(jax.default_backend(), ("xla", "xla"))
+def test_auto_backend_picks_the_patch_matmul_on_the_cpu():
+  expected = {"cpu": ("im2col", "im2col")}.get(jax.default_backend(), ("xla", "xla"))
   assert (layers.resolve_backend("auto", jnp.float32),
           layers.resolve_backend("auto", jnp.bfloat16)) == expected
   assert layers.resolve_backend("xla", jnp.bfloat16) == "xla"

@@ -33,11 +33,12 @@ BATCH, VIEWS = 2, 3
 MASK = np.array([[True, True, False], [True, False, False]])  # scene 2 has a single view.
 
 # Every representation with unshared and shared cores, on XLA's own convolution (the fastest to
-# compile), and the default backend (custom gradients) on the paper's default options. Whether
-# the backends agree with each other is gqn_jax's own test; here one is enough per option.
+# compile), and the default backend ('auto': custom gradients on the CPU) on the paper's default
+# options. Whether the backends agree with each other is gqn_jax's own test; here one is enough
+# per option.
 OPTIONS = ([(rep, shared, "xla") for rep in ("pyramid", "tower", "pool")
             for shared in (False, True)]
-           + [("tower", False, "explicit_vjp")])
+           + [("tower", False, "auto")])
 IDS = [f"{rep}-{'shared' if shared else 'unshared'}-{backend}"
        for rep, shared, backend in OPTIONS]
 

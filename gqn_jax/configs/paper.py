@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
       share_cores=False,        # the paper: a core per step.
       pose_order="sin_cos",     # DeepMind's reader: (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
       conv_backend="auto",      # auto | xla | explicit_vjp | im2col: speed only, same values;
-                                # auto = explicit_vjp on CPU (im2col in bfloat16), xla on GPU/TPU
+                                # auto = im2col on CPU, xla on GPU/TPU
                                 # (gqn_jax/layers.py).
       scan_unroll=1,            # generator steps per scan iteration.
       remat=False,              # recompute generator steps and the representation network in
