@@ -59,7 +59,8 @@ def _image_patches_bwd(kernel_size, _, grad_patches):
 
   Autodiff's transpose of the forward pass sums k*k zero-padded copies in the patches' dtype:
   in bfloat16 the CPU rounds after each of the 25 additions, and the padded sums ran slower than
-  these in-place slice additions in float32 too (experiments/benchmark_convs.py).
+  these in-place slice additions in float32 too (``experiments/benchmark_convs.py --backends
+  im2col`` before and after commit 0f1c201).
   """
   n, height, width, depth = grad_patches.shape
   pad, taps = kernel_size // 2, kernel_size * kernel_size
@@ -181,11 +182,10 @@ _BACKENDS = {"xla": _xla_conv, "explicit_vjp": _explicit_vjp_conv,
              "im2col": _im2col_conv_rebuilding_patches}
 
 
-def resolve_backend(backend: str, dtype=jnp.float32) -> str:
+def resolve_backend(backend: str) -> str:
   """'auto' -> 'im2col' on the CPU (XLA's in-loop conv gradients are slow, and in bfloat16 only
   matmuls are fast); 'xla' on GPU and TPU, whose convolution libraries handle both dtypes, in
-  loops too. ``dtype`` is kept for callers that choose per dtype."""
-  del dtype
+  loops too."""
   if backend != "auto":
     return backend
   return "im2col" if jax.default_backend() == "cpu" else "xla"
@@ -194,7 +194,7 @@ def resolve_backend(backend: str, dtype=jnp.float32) -> str:
 def conv2d(x, kernel, backend: str = "auto"):
   """Stride-1 'same' convolution, x [N, H, W, C], kernel [k, k, C, O] -> [N, H, W, O]."""
   try:
-    conv = _BACKENDS[resolve_backend(backend, x.dtype)]
+    conv = _BACKENDS[resolve_backend(backend)]
   except KeyError:
     raise ValueError(f"unknown conv backend {backend!r}; known: {sorted(_BACKENDS)}") from None
   return conv(x, kernel.astype(x.dtype))
