@@ -59,8 +59,8 @@ def _image_patches_bwd(kernel_size, _, grad_patches):
 
   Autodiff's transpose of the forward pass sums k*k zero-padded copies in the patches' dtype:
   in bfloat16 the CPU rounds after each of the 25 additions, and the padded sums ran slower than
-  these in-place slice additions in float32 too (``experiments/benchmark_convs.py --backends
-  im2col`` before and after commit 0f1c201).
+  these in-place slice additions in float32 too (the im2col rows of
+  ``experiments/benchmark_convs.py`` before and after this backward pass was added).
   """
   n, height, width, depth = grad_patches.shape
   pad, taps = kernel_size // 2, kernel_size * kernel_size
