@@ -11,9 +11,10 @@ operations XLA handles well in a loop body. ``explicit_vjp`` keeps XLA's forward
 input gradient is another forward convolution (flipped, transposed kernel), its weight gradient
 one matmul over image patches. ``im2col`` is a matmul over image patches both ways: the patches
 are rebuilt in the backward pass, and the patch gradients are added back into pixels in float32
-(``image_patches``' own backward pass). On this project's CPU ``im2col`` ran forward + backward
-faster than ``explicit_vjp`` in float32 and far faster in bfloat16
-(``experiments/benchmark_convs.py``), so 'auto' picks it there.
+(``image_patches``' own backward pass). On this project's CPU, forward + backward, ``im2col``
+ran the inference core's convolutions faster than ``explicit_vjp`` in float32 and about level
+on the generation core's, and both far faster in bfloat16 (``experiments/benchmark_convs.py``),
+so 'auto' picks it there.
 
 bfloat16 on the CPU: XLA's CPU backend has a fast bfloat16 matmul only when it accumulates into a
 float32 output from row-major operands; a bfloat16-output dot, or one over a transposed operand,
