@@ -9,7 +9,7 @@ APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
 .PHONY: setup system-packages test test-fast demo bench bench-memory bench-activations bench-convs \
-	bench-b36 bench-bf16 bench-generate bench-input summary \
+	bench-b36 bench-bf16 bench-gpu bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
 setup: $(STAMP)
@@ -71,6 +71,13 @@ bench-bf16: setup
 bench-b36: setup
 	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=1 \
 	  --output=experiments/results/benchmark_b36.json
+
+# A machine with an NVIDIA GPU: JAX's CUDA build into .venv, then the paper model at batch 36 in
+# float32 and bfloat16, gqn_jax and PyTorch on the GPU (PyPI's torch==2.13.0 for Linux is a
+# CUDA build; the case fails saying so when PyTorch or JAX sees no GPU).
+bench-gpu: setup
+	bash experiments/launch_multi_gpu.sh install
+	$(PY) experiments/benchmark.py --suite=gpu --output=experiments/results/benchmark_gpu.json
 
 bench-generate: setup
 	$(PY) experiments/benchmark_generate.py --output=experiments/results/benchmark_generate.json

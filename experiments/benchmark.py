@@ -1,14 +1,20 @@
 """Train-step speed, compile time and memory of gqn_jax, and of the PyTorch baseline beside it.
 
   .venv/bin/python experiments/benchmark.py --output=experiments/results/benchmark.json
-  .venv/bin/python experiments/benchmark.py --suite=gpu --output=...   # on a machine with a GPU
+  make bench-gpu    # on a machine with an NVIDIA GPU: installs JAX's CUDA build, --suite=gpu
   .venv/bin/python experiments/benchmark.py --suite=smoke              # a quick check
 
 Every measurement runs in a fresh process (so its peak resident memory is its own), gqn_jax and
 PyTorch alternating case by case, so that load from elsewhere hits both alike. A record:
 
   {impl, case, config, batch, context_views, steps_per_s, scenes_per_s, step_s (median),
-   compile_s, peak_mem_mib, flops_per_step, achieved_gflops, fraction_of_matmul_peak}
+   compile_s, peak_mem_mib, step_peak_mem_mib, device_peak_mem_mib, flops_per_step,
+   achieved_gflops, fraction_of_matmul_peak}
+
+peak_mem_mib is the process's peak resident set, step_peak_mem_mib the same over the timed
+steps only. device_peak_mem_mib is an accelerator's own memory (None on the CPU): JAX's
+allocator peak over the whole process, PyTorch's caching allocator peak over the timed steps.
+The "gpu" suite's cases fail, saying what to install, where either framework sees no GPU.
 
 ``flops_per_step`` is XLA's cost analysis of the same step compiled with the scan fully
 unrolled: cost analysis counts a while loop's body once, so the scanned program's own count is
@@ -53,6 +59,7 @@ class Case:
   impls: tuple = ("gqn_jax", "pytorch")
   flops: bool = True          # also compile the unrolled step for its FLOP count.
   compile_only: bool = False  # measure compile time only (no steps).
+  device: str = "cpu"         # "gpu": both implementations must run on a GPU, or fail saying so.
 
 
 SUITES = {
@@ -79,13 +86,13 @@ SUITES = {
         Case("paper-tower-b36-remat", dict(remat=True), batch=36, impls=("gqn_jax",),
              flops=False),
     ],
-    # An accelerator: the paper's batch, float32 and bfloat16 compute.
+    # A GPU: the paper's batch, float32 and bfloat16 compute, both implementations
+    # (`make bench-gpu`).
     "gpu": [
-        Case("paper-tower-b36-f32", PAPER, batch=36, impls=("gqn_jax",)),
-        Case("paper-tower-b36-bf16", dict(dtype="bfloat16"), batch=36, impls=("gqn_jax",),
-             flops=False),
+        Case("paper-tower-b36-f32", PAPER, batch=36, device="gpu"),
+        Case("paper-tower-b36-bf16", dict(dtype="bfloat16"), batch=36, flops=False, device="gpu"),
         Case("paper-tower-b36-f32-remat", dict(remat=True), batch=36, impls=("gqn_jax",),
-             flops=False),
+             flops=False, device="gpu"),
     ],
     "smoke": [
         Case("smoke", dict(image_size=16, r_channels=16, steps=2, hidden_channels=8,
@@ -136,9 +143,32 @@ def _timed(fn, warmup_steps, timed_steps):
   return durations
 
 
+def device_peak_mib(device):
+  """The accelerator allocator's peak bytes in use over the whole process, in MiB.
+
+  None on the CPU, whose memory the resident-set figures already count. JAX cannot reset the
+  peak, so it includes compilation's and warm-up's buffers.
+  """
+  stats = device.memory_stats()
+  if not stats or "peak_bytes_in_use" not in stats:
+    return None
+  return stats["peak_bytes_in_use"] / 2**20
+
+
+def require_jax_gpu(jax_module):
+  platform = jax_module.default_backend()
+  if platform != "gpu":
+    raise RuntimeError(
+        f"this case is for a GPU, but JAX runs on {platform!r} "
+        f"({jax_module.devices()[0].device_kind}); install JAX's CUDA build with "
+        f"`make bench-gpu` (or `.venv/bin/pip install 'jax[cuda12]=={jax_module.__version__}'`)")
+
+
 def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   """Compiles and times gqn_jax's jitted train step (meant for a process of its own)."""
   import jax  # pylint: disable=g-import-not-at-top
+  if case.device == "gpu":
+    require_jax_gpu(jax)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from gqn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
@@ -171,6 +201,7 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
     record.update(step_s=statistics.median(durations), all_step_s=durations,
                   step_peak_mem_mib=step_peak_mib())
   record["peak_mem_mib"] = _peak_mib()
+  record["device_peak_mem_mib"] = device_peak_mib(jax.local_devices()[0])
   if case.flops:
     unrolled = GQN(dataclasses.replace(model_cfg, scan_unroll=model_cfg.steps))
     cost = jax.jit(ts.make_train_step(unrolled, optim_cfg)).lower(
@@ -188,7 +219,8 @@ def measure_torch(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   config = model_config(dataclasses.asdict(ModelConfig()) | case.model)
   record = benchmark_torch.measure(config, case.batch, case.context_views, warmup_steps,
                                    timed_steps, compile=False, threads=0,
-                                   after_warmup=reset_peak_rss)
+                                   after_warmup=reset_peak_rss,
+                                   device="cuda" if case.device == "gpu" else "cpu")
   record["step_peak_mem_mib"] = step_peak_mib()
   record["all_step_s"] = record.pop("step_s")
   record["step_s"] = record.pop("median_step_s")
@@ -233,7 +265,8 @@ def run_case(case: Case, impl: str, warmup_steps: int, timed_steps: int,
             "config": dataclasses.asdict(ModelConfig()) | case.model,
             "batch": case.batch, "context_views": case.context_views,
             "compile_s": raw.get("compile_s"), "peak_mem_mib": raw["peak_mem_mib"],
-            "step_peak_mem_mib": raw.get("step_peak_mem_mib"), "step_s": raw.get("step_s")}
+            "step_peak_mem_mib": raw.get("step_peak_mem_mib"),
+            "device_peak_mem_mib": raw.get("device_peak_mem_mib"), "step_s": raw.get("step_s")}
   if record["step_s"]:
     record["steps_per_s"] = 1.0 / record["step_s"]
     record["scenes_per_s"] = case.batch / record["step_s"]
@@ -262,6 +295,11 @@ def markdown_table(records, peak_gflops, machine) -> str:
            "| case | impl | batch | step (s) | scenes/s | compile (s) | peak mem (MiB) "
            "| step peak mem (MiB) | GFLOP/step | achieved GFLOP/s | of peak |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
+  # On an accelerator the host's resident set says little: add the device allocator's peak.
+  on_device = any(r.get("device_peak_mem_mib") for r in records)
+  if on_device:
+    lines[-2] += " device peak mem (MiB) |"
+    lines[-1] += "---|"
   fmt = lambda v, spec: "" if v is None else format(v, spec)
   for r in records:
     lines.append(
@@ -269,7 +307,8 @@ def markdown_table(records, peak_gflops, machine) -> str:
         f"{fmt(r.get('scenes_per_s'), '.2f')} | {fmt(r.get('compile_s'), '.1f')} | "
         f"{r['peak_mem_mib']:.0f} | {fmt(r.get('step_peak_mem_mib'), '.0f')} | "
         f"{fmt(r.get('flops_per_step') and r['flops_per_step'] / 1e9, '.0f')} | "
-        f"{fmt(r.get('achieved_gflops'), '.0f')} | {fmt(r.get('fraction_of_matmul_peak'), '.0%')} |")
+        f"{fmt(r.get('achieved_gflops'), '.0f')} | {fmt(r.get('fraction_of_matmul_peak'), '.0%')} |"
+        + (f" {fmt(r.get('device_peak_mem_mib'), '.0f')} |" if on_device else ""))
   ratios = _ratios(records)
   if ratios:
     lines += ["", "Ratios from this run:"] + [f"- {line}" for line in ratios]
@@ -336,9 +375,10 @@ def main(argv=None):
   add_flop_rates(records, peak)
   machine = (f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores, "
              f"{allocator.active()} malloc")
-  devices = {r["detail"].get("device") for r in records if r["impl"] == "gqn_jax"} - {None}
-  if devices:
-    machine += f", JAX device: {', '.join(sorted(devices))}"
+  for impl, label in (("gqn_jax", "JAX"), ("pytorch", "PyTorch")):
+    devices = {r["detail"].get("device") for r in records if r["impl"] == impl} - {None}
+    if devices:
+      machine += f", {label} device: {', '.join(sorted(devices))}"
   table = markdown_table(records, peak, machine)
   print(table)
   if args.output:

@@ -1,4 +1,4 @@
-"""Times the PyTorch baseline's train step (experiments/baselines/torch_gqn) on the CPU.
+"""Times the PyTorch baseline's train step (experiments/baselines/torch_gqn), CPU or CUDA.
 
   .venv/bin/python experiments/benchmark_torch.py --batch 36 --context_views 5 --output \
       experiments/results/benchmark_torch.jsonl          # the paper's model (gqn_jax ModelConfig())
@@ -57,15 +57,35 @@ def parse_overrides(pairs) -> ModelConfig:
   return model_config(fields)
 
 
-def random_batch(config: ModelConfig, batch: int, context_views: int):
+def random_batch(config: ModelConfig, batch: int, context_views: int, device="cpu"):
   """Uniform images and normal poses in the train step's layout; every context view present."""
   import torch
   size = config.image_size
-  return dict(context_images=torch.rand(batch, context_views, 3, size, size),
-              context_poses=torch.randn(batch, context_views, 7),
-              context_mask=torch.ones(batch, context_views, dtype=torch.bool),
-              query_image=torch.rand(batch, 3, size, size),
-              query_pose=torch.randn(batch, 7))
+  tensors = dict(context_images=torch.rand(batch, context_views, 3, size, size),
+                 context_poses=torch.randn(batch, context_views, 7),
+                 context_mask=torch.ones(batch, context_views, dtype=torch.bool),
+                 query_image=torch.rand(batch, 3, size, size),
+                 query_pose=torch.randn(batch, 7))
+  return {name: x.to(device) for name, x in tensors.items()}
+
+
+def prepare_device(torch, device: str):
+  """Checks that ``device`` ('cpu' or 'cuda') is usable and sets PyTorch up as a careful user
+  would there; returns a description of the device for the record."""
+  if device == "cpu":
+    return "cpu"
+  if device != "cuda":
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+  if not torch.cuda.is_available():
+    raise RuntimeError(
+        f"PyTorch {torch.__version__} sees no CUDA device (CUDA build: "
+        f"{torch.version.cuda or 'none'}); on a GPU machine install a CUDA build of torch "
+        f"(`pip install torch=={torch.__version__.split('+')[0]}` from PyPI is one)")
+  # cuDNN picks the fastest algorithm per shape; float32 matmuls may use TF32, as XLA's do at
+  # JAX's default precision (cuDNN's convolutions already allow it by default).
+  torch.backends.cudnn.benchmark = True
+  torch.set_float32_matmul_precision("high")
+  return torch.cuda.get_device_name()
 
 
 def _max_rss_mib() -> float:
@@ -74,19 +94,24 @@ def _max_rss_mib() -> float:
 
 def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: int,
             timed_steps: int, compile: bool, threads: int, seed: int = 0,
-            after_warmup=None) -> dict:
-  """Builds the model and times its train step; meant to run in a process of its own."""
+            after_warmup=None, device: str = "cpu") -> dict:
+  """Builds the model and times its train step; meant to run in a process of its own.
+
+  device: 'cpu' or 'cuda'. On CUDA the record adds the caching allocator's peak over the timed
+  steps (``device_peak_mem_mib``); every step ends by reading the loss, which waits for the GPU.
+  """
   # Imported here, not at the top: the parent process, which only spawns and collects, never
   # loads PyTorch.
   import torch
   from experiments.baselines.torch_gqn import GQN, make_train_step
+  device_name = prepare_device(torch, device)
   if threads > 0:
     torch.set_num_threads(threads)
   torch.manual_seed(seed)
   import_mem = _max_rss_mib()
-  model = GQN(config)
+  model = GQN(config).to(device)
   train_step = make_train_step(model, compile=compile)
-  data = random_batch(config, batch, context_views)
+  data = random_batch(config, batch, context_views, device)
 
   def timed(step):
     start = time.perf_counter()
@@ -100,6 +125,8 @@ def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: i
     timed(step)
   if after_warmup is not None:  # e.g. restart the peak-memory count
     after_warmup()
+  if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
   durations = [timed(warmup_steps + i) for i in range(timed_steps)]
   median = statistics.median(durations)
   return {
@@ -118,6 +145,9 @@ def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: i
       "step_s": durations,
       "first_step_s": first,
       "import_mem_mib": import_mem,
+      "device": device_name,
+      "device_peak_mem_mib": (torch.cuda.max_memory_allocated() / 2**20
+                              if device == "cuda" else None),
       "parameters": sum(p.numel() for p in model.parameters()),
       "torch": torch.__version__,
   }
@@ -155,6 +185,7 @@ def main(argv=None):
   parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
   parser.add_argument("--threads", type=int, default=0,
                       help="torch intra-op threads; 0 keeps PyTorch's default")
+  parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
   parser.add_argument("--output", type=pathlib.Path,
                       help="append each record as one JSON line to this file")
   args = parser.parse_args(argv)
@@ -165,7 +196,7 @@ def main(argv=None):
     for views in args.context_views:
       record = run_isolated(config=config, batch=batch, context_views=views,
                             warmup_steps=args.warmup_steps, timed_steps=args.timed_steps,
-                            compile=args.compile, threads=args.threads)
+                            compile=args.compile, threads=args.threads, device=args.device)
       line = json.dumps(record)
       print(line, flush=True)
       if args.output:

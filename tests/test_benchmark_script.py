@@ -58,3 +58,51 @@ def test_precision_benchmark_times_one_computation_several_ways():
   assert {(r["op"], r["dtype"]) for r in records} == {
       (op, dtype) for op in ops for dtype in ("float32", "bfloat16")}
   assert all(r["ms"] > 0 for r in records)
+
+
+def test_gpu_suite_runs_the_paper_model_at_batch_36_in_both_precisions_and_both_impls():
+  """The issue's accelerator run: the paper config at batch 36, float32 and bfloat16, with the
+  PyTorch baseline beside gqn_jax, every case pinned to the GPU."""
+  from experiments import benchmark
+  from gqn_jax.config import ModelConfig
+  cases = benchmark.SUITES["gpu"]
+  assert all(case.device == "gpu" and case.batch == 36 for case in cases)
+  compared = {(ModelConfig(**case.model).dtype, impl) for case in cases for impl in case.impls
+              if set(case.model) <= {"dtype"}}  # the paper architecture, nothing else changed
+  assert compared == {(dtype, impl) for dtype in ("float32", "bfloat16")
+                      for impl in ("gqn_jax", "pytorch")}
+
+
+def test_gpu_cases_refuse_to_run_without_a_gpu():
+  """A GPU case on a machine where JAX or PyTorch only sees the CPU fails and says what to
+  install, rather than timing the CPU under a GPU case's name."""
+  import jax
+  import torch
+  from experiments import benchmark, benchmark_torch
+  case = benchmark.SUITES["gpu"][0]
+  if jax.default_backend() == "gpu" or torch.cuda.is_available():
+    pytest.skip("a GPU is present")
+  with pytest.raises(RuntimeError, match=r"jax\[cuda12\]"):
+    benchmark.measure_jax(case, warmup_steps=1, timed_steps=1)
+  with pytest.raises(RuntimeError, match="sees no CUDA device"):
+    benchmark_torch.measure(benchmark_torch.parse_overrides(["steps=1"]), batch=1,
+                            context_views=1, warmup_steps=1, timed_steps=1, compile=False,
+                            threads=0, device="cuda")
+
+
+def test_table_gains_a_device_memory_column_only_when_a_record_has_one():
+  from experiments import benchmark
+
+  def record(impl, device_peak):
+    return {"case": "c", "impl": impl, "batch": 36, "step_s": 0.5, "scenes_per_s": 72.0,
+            "compile_s": 1.0, "peak_mem_mib": 900.0, "step_peak_mem_mib": 800.0,
+            "device_peak_mem_mib": device_peak}
+
+  for peaks, columns in (((None, None), 11), ((40000.0, 30000.0), 12)):
+    table = benchmark.markdown_table([record("gqn_jax", peaks[0]), record("pytorch", peaks[1])],
+                                     peak_gflops=100.0, machine="m")
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 4
+    assert {row.count("|") - 1 for row in rows} == {columns}
+    if peaks[0]:
+      assert rows[2].endswith("| 40000 |") and rows[3].endswith("| 30000 |")

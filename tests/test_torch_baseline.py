@@ -298,3 +298,4 @@ def test_benchmark_record_has_the_agreed_fields():
   assert record["impl"] == "pytorch" and record["config"]["steps"] == 2
   assert record["scenes_per_s"] == pytest.approx(2 * record["steps_per_s"])
   assert record["peak_mem_mib"] > 0 and record["compile_s"] >= 0
+  assert record["device"] == "cpu" and record["device_peak_mem_mib"] is None
