@@ -80,7 +80,7 @@ SUITES = {
         Case("compile-L12", PAPER, batch=4, impls=("gqn_jax",), flops=False, compile_only=True),
     ],
     # The paper's batch on this CPU, where activations, not parameters, fill memory
-    # (`make bench-b36`: one warm-up and one timed step).
+    # (`make bench-b36`: one warm-up and two timed steps).
     "cpu-b36": [
         Case("paper-tower-b36", PAPER, batch=36, flops=False),
         Case("paper-tower-b36-remat", dict(remat=True), batch=36, impls=("gqn_jax",),
