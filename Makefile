@@ -67,7 +67,7 @@ bench-bf16: setup
 	$(PY) experiments/memory_analysis.py --batch 4 --remat false --dtype float32 bfloat16 \
 	  | tee experiments/results/memory_bf16.jsonl
 
-# The paper's batch on this CPU: one warm-up and two timed steps each (about 15 minutes).
+# The paper's batch on this CPU: one warm-up and two timed steps each (8 minutes here).
 bench-b36: setup
 	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=2 \
 	  --output=experiments/results/benchmark_b36.json

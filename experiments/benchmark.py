@@ -155,20 +155,21 @@ def device_peak_mib(device):
   return stats["peak_bytes_in_use"] / 2**20
 
 
-def require_jax_gpu(jax_module):
-  platform = jax_module.default_backend()
+def require_jax_gpu():
+  import jax  # pylint: disable=g-import-not-at-top
+  platform = jax.default_backend()
   if platform != "gpu":
     raise RuntimeError(
         f"this case is for a GPU, but JAX runs on {platform!r} "
-        f"({jax_module.devices()[0].device_kind}); install JAX's CUDA build with "
-        f"`make bench-gpu` (or `.venv/bin/pip install 'jax[cuda12]=={jax_module.__version__}'`)")
+        f"({jax.devices()[0].device_kind}); install JAX's CUDA build with "
+        f"`make bench-gpu` (or `.venv/bin/pip install 'jax[cuda12]=={jax.__version__}'`)")
 
 
 def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   """Compiles and times gqn_jax's jitted train step (meant for a process of its own)."""
   import jax  # pylint: disable=g-import-not-at-top
   if case.device == "gpu":
-    require_jax_gpu(jax)
+    require_jax_gpu()
   import numpy as np  # pylint: disable=g-import-not-at-top
   from gqn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
