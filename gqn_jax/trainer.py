@@ -82,6 +82,7 @@ class Settings:
   dataset: str
   max_context_views: int | None
   data_dir: str | None
+  train_split: str
   eval_split: str
   worker_count: int
 
@@ -124,7 +125,7 @@ def make_data(s: Settings, model_cfg: config_lib.ModelConfig) -> Data:
   common = dict(data_dir=s.data_dir, image_size=model_cfg.image_size,
                 max_context_views=s.max_context_views, pose_order=model_cfg.pose_order,
                 seed=s.seed)
-  train = input_pipeline.create_dataset(s.dataset, "train", global_batch_size=s.batch_size,
+  train = input_pipeline.create_dataset(s.dataset, s.train_split, global_batch_size=s.batch_size,
                                         worker_count=s.worker_count, **common)
   evaluate = None
   if s.eval_every_steps:

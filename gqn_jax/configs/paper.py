@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
       dataset="rooms_ring_camera",  # a released name, or generated_<name> for generated scenes.
       max_context_views=5,      # K; M ~ U{1..K} per batch (5 rooms, 7 jaco, 20 mazes, 14 SM).
       data_dir="data/tfds",     # where `tfds build data/gqn` wrote the dataset.
+      train_split="train",      # a TFDS split expression, e.g. "train[:1200]" for fewer scenes.
       eval_split="test",
       worker_count=0,           # grain decoding processes; 0 decodes in threads.
   ))
