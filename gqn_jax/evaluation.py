@@ -221,7 +221,10 @@ def _per_scene_metrics(model_cfg: config_lib.ModelConfig, samples: int):
            "psnr": psnr(prediction, target), "ssim": ssim(prediction, target),
            "psnr_sample": jnp.mean(psnr(drawn, target[None]), axis=0),
            "ssim_sample": jnp.mean(ssim(drawn, target[None]), axis=0),
-           "psnr_reconstruction": psnr(jnp.clip(terms.mean, 0.0, 1.0), target)}
+           "psnr_reconstruction": psnr(jnp.clip(terms.mean, 0.0, 1.0), target),
+           # How much the prior samples disagree: the mean over pixels of their variance.
+           "sample_variance": jnp.mean(jnp.var(drawn, axis=0), axis=(1, 2, 3)),
+           "kl_per_step": terms.kl_per_step}  # [B, L]
     nearest = nearest_view(images, poses, mask, query_pose)
     mean = jnp.broadcast_to(mean_image, target.shape)
     return {"gqn": gqn, "nearest_view": scores(nearest, target, sigma),
@@ -305,9 +308,11 @@ def _check_batch(batch, model_cfg, max_views):
 
 
 def _summary(values: np.ndarray) -> dict:
-  """Mean and standard error over scenes."""
-  stderr = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-  return {"mean": float(np.mean(values)), "stderr": stderr}
+  """Mean and standard error over scenes (axis 0); lists for a per-scene vector (KL per step)."""
+  mean = np.mean(values, axis=0)
+  stderr = (np.std(values, axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1
+            else np.zeros_like(mean))
+  return {"mean": mean.tolist(), "stderr": stderr.tolist()}
 
 
 # --- Reporting ----------------------------------------------------------------------------------
@@ -321,6 +326,8 @@ _COLUMNS = (  # (metric, header, format)
     ("ssim", "SSIM", "{:.4f}"),
     ("psnr_sample", "PSNR 1 sample", "{:.2f}"),
     ("ssim_sample", "SSIM 1 sample", "{:.4f}"),
+    ("psnr_reconstruction", "PSNR posterior", "{:.2f}"),
+    ("sample_variance", "sample var", "{:.5f}"),
 )
 _LABELS = {"gqn": "GQN (mean of {samples} samples)", "nearest_view": "nearest context view",
            "mean_image": "mean training image"}
@@ -345,6 +352,11 @@ def format_table(results: dict) -> str:
                for metric, _, fmt in _COLUMNS]
       lines.append(f"{row['context_views']:>5}  {labels[predictor]:<{label_width}}  "
                    + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+  for row in results["results"]:
+    per_step = row.get("gqn", {}).get("kl_per_step")
+    if per_step:
+      lines.append(f"KL per generator step (nats), {row['context_views']} views: "
+                   + " ".join(f"{value:.2f}" for value in per_step["mean"]))
   return "\n".join(lines)
 
 

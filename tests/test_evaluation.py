@@ -132,8 +132,8 @@ def test_evaluation_is_deterministic_and_seeded(tiny):
   for row, other in zip(first["results"], regrouped["results"]):
     for predictor in evaluation.PREDICTORS:
       for name, value in row[predictor].items():
-        assert math.isclose(value["mean"], other[predictor][name]["mean"], rel_tol=1e-5,
-                            abs_tol=1e-6), (predictor, name)
+        np.testing.assert_allclose(value["mean"], other[predictor][name]["mean"], rtol=1e-5,
+                                   atol=1e-6, err_msg=f"{predictor} {name}")
   other = _evaluate(tiny, seed=1)
   # The seed moves the latent draws (model metrics) and the frames drawn per scene.
   assert json.dumps(other["results"]) != json.dumps(first["results"])
@@ -158,6 +158,11 @@ def test_metrics_obey_their_definitions(tiny):
       assert metrics["nll_nats"] >= floor  # no prediction beats a perfect mean.
       assert metrics["kl_nats"] >= 0 and 0 < metrics["ssim"] <= 1
     assert row["nearest_view"]["kl_nats"]["mean"] == 0.0
+    # The per-step KLs are the terms of the KL; samples that disagree have a positive variance.
+    gqn = row["gqn"]
+    assert len(gqn["kl_per_step"]["mean"]) == config.model.steps
+    assert math.isclose(sum(gqn["kl_per_step"]["mean"]), gqn["kl_nats"]["mean"], rel_tol=1e-5)
+    assert gqn["sample_variance"]["mean"] > 0
     # The mean image ignores the context: the same numbers for every M.
     assert row["mean_image"] == results["results"][0]["mean_image"]
   # By hand: the mean image baseline on the same 4 scenes.
@@ -180,8 +185,12 @@ def test_metrics_obey_their_definitions(tiny):
 def test_table_has_a_row_per_views_and_predictor(tiny):
   results = _evaluate(tiny)
   table = evaluation.format_table(results)
-  rows = [line for line in table.splitlines()[3:] if line.strip()]
+  rows = [line for line in table.splitlines()[3:] if line.strip() and not line.startswith("KL")]
   assert len(rows) == len(results["results"]) * len(evaluation.PREDICTORS)
+  kl_lines = [line for line in table.splitlines() if line.startswith("KL per generator step")]
+  assert len(kl_lines) == len(results["results"])  # one per number of views, L values each
+  assert all(len(line.split(":")[1].split()) == len(results["results"][0]["gqn"]
+                                                      ["kl_per_step"]["mean"]) for line in kl_lines)
   for row in results["results"]:
     value = f"{row['gqn']['neg_elbo_nats']['mean']:.1f}"
     assert any(line.split()[0] == str(row["context_views"]) and value in line for line in rows)
