@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `make reference`: the shipped reference model from nothing. Generates rooms_ring_camera
+# scenes, builds them into the TFDS dataset, trains gqn_jax/configs/reference.py, evaluates it
+# on held-out scenes and renders every figure; each stage is timed. Rerunning continues where it
+# stopped: finished scenes and the built dataset are kept, and the training resumes exactly from
+# its latest checkpoint. About 2 hours of training on 2 CPU cores (the model card says how long
+# the shipped run took).
+#
+# Environment: REFERENCE_TRAIN_SCENES / REFERENCE_TEST_SCENES, REFERENCE_WORKDIR, NICE (a
+# niceness for the training, default 0); extra arguments go to gqn_jax.train, e.g.
+# --config.train.num_steps=2000 for a shorter run. Afterwards
+#   python -m gqn_jax.pretrained export runs/reference pretrained/rooms_ring_camera_32px
+# writes the parameters-only run directory that the repository ships.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+TFDS=${TFDS:-.venv/bin/tfds}
+TRAIN_SCENES=${REFERENCE_TRAIN_SCENES:-20000}
+TEST_SCENES=${REFERENCE_TEST_SCENES:-400}
+WORKDIR=${REFERENCE_WORKDIR:-runs/reference}
+NICE=${NICE:-0}
+NAME=rooms_ring_camera
+SCENES_ROOT=data/generated/reference
+DATA_DIR=data/tfds/reference
+CONFIG=gqn_jax/configs/reference.py
+SCENE_COUNTS="$TRAIN_SCENES train + $TEST_SCENES test"
+
+mkdir -p "$WORKDIR/logs"
+START=$(date +%s)
+LAST=$START
+TIMES=()
+stage() { echo; echo "== $1"; }
+done_stage() {
+  local now; now=$(date +%s)
+  TIMES+=("$(printf '%-30s %6d s' "$1" $((now - LAST)))")
+  LAST=$now
+}
+
+stage "1/5 Generating $SCENE_COUNTS $NAME scenes into $SCENES_ROOT"
+if [ "$(cat "$SCENES_ROOT/.counts" 2>/dev/null)" != "$SCENE_COUNTS" ]; then
+  # Shard names depend on the counts: scenes written for other counts must not be mixed in.
+  rm -rf "${SCENES_ROOT:?}/$NAME" "${DATA_DIR:?}"
+fi
+"$PY" -m gqn_jax.generate --name=$NAME --root="$SCENES_ROOT" --train_scenes="$TRAIN_SCENES" \
+  --test_scenes="$TEST_SCENES"
+echo "$SCENE_COUNTS" > "$SCENES_ROOT/.counts"
+done_stage "generate scenes"
+
+stage "2/5 Building TFDS dataset gqn/generated_$NAME in $DATA_DIR"
+if [ -n "$(ls "$DATA_DIR"/gqn/generated_$NAME/*/dataset_info.json 2>/dev/null)" ]; then
+  echo "already built"
+elif ! "$TFDS" build data/gqn --config=generated_$NAME --data_dir="$DATA_DIR" \
+    --manual_dir="$SCENES_ROOT" --file_format=array_record > "$WORKDIR/logs/tfds_build.log" 2>&1; then
+  tail -n 40 "$WORKDIR/logs/tfds_build.log"
+  echo "tfds build failed; full log: $WORKDIR/logs/tfds_build.log" >&2
+  exit 1
+fi
+done_stage "build TFDS dataset"
+
+stage "3/5 Training $CONFIG in $WORKDIR (TensorBoard: tensorboard --logdir=$WORKDIR)"
+nice -n "$NICE" "$PY" -m gqn_jax.train --config="$CONFIG" --workdir="$WORKDIR" --verbosity=-1 \
+  "$@" | tee -a "$WORKDIR/logs/train_summary.txt"
+done_stage "train (compile included)"
+
+stage "4/5 Evaluating on $TEST_SCENES held-out scenes"
+"$PY" -m gqn_jax.evaluate --workdir="$WORKDIR" --num_scenes="$TEST_SCENES" \
+  --output="$WORKDIR/figures/evaluation.json"
+done_stage "evaluate"
+
+stage "5/5 Figures into $WORKDIR/figures"
+for FIGURE in novel_views uncertainty training_curves scene_algebra representation_space; do
+  "$PY" -m gqn_jax.render "$FIGURE" --workdir="$WORKDIR" --output="$WORKDIR/figures/$FIGURE.png" \
+    --scenes_dir="$SCENES_ROOT"
+done
+"$PY" -m gqn_jax.render flyaround --workdir="$WORKDIR" --output="$WORKDIR/figures/flyaround.gif"
+done_stage "figures"
+
+echo
+echo "== Stage times"
+printf '%s\n' "${TIMES[@]}"
+printf '%-30s %6d s\n' "total" $(($(date +%s) - START))
