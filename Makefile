@@ -14,11 +14,20 @@ PYTEST_FLAGS ?=
 
 setup: $(STAMP)
 
+# Everything (every extra: scenes, data, tensorboard, figures, baseline, test) at the versions
+# in requirements.lock, all from the public index (PyPI). PyPI's torch for Linux is a CUDA build
+# (with its nvidia-* CUDA libraries) that runs on CPU-only machines too. Optional, smaller:
+# PyTorch's CPU-only build from PyTorch's own index, installed first so that it stands for the
+# lock's torch==2.13.0 (2.13.0+cpu satisfies it):
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+
 $(STAMP): setup.cfg requirements.lock pyproject.toml
 	@$(MAKE) --no-print-directory system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[test,baseline]'
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet -c requirements.lock --no-deps --index-url $(TORCH_INDEX) torch)
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[all]'
 	touch $(STAMP)
 
 system-packages:

@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from gqn_jax import allocator
+from gqn_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -110,7 +111,7 @@ def run():
   """Console-script entry point (``gqn-evaluate``)."""
   allocator.use_tcmalloc()
   define_flags()
-  app.run(main)
+  cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import shlex
 from absl import app
 from absl import flags
 
+from gqn_jax import cli
+from gqn_jax import extras
 from gqn_jax import released_format
 from gqn_jax.scenes import get_family
 from gqn_jax.scenes import parallel
@@ -134,6 +136,7 @@ def main(argv):
     get_family(FLAGS.name)
   except ValueError as error:
     raise app.UsageError(f"--name={FLAGS.name}: {error}") from None
+  extras.check("mujoco", "scenes", "rendering scenes")  # here, not in a render worker.
   if FLAGS.contact_sheet:
     from gqn_jax.scenes import contact_sheet  # pylint: disable=g-import-not-at-top
     for flag in ("image_size", "contact_sheet_scenes"):
@@ -153,7 +156,9 @@ def main(argv):
     check_arguments(FLAGS.name, workers=FLAGS.workers, **arguments)
   except ValueError as error:
     raise app.UsageError(f"--{error}") from None  # messages start with the argument's name.
+  extras.check("tensorflow", "scenes", "writing TFRecord shards")
   if FLAGS.runner == "beam":
+    extras.check("apache_beam", "data", "the Beam runner")
     from gqn_jax.scenes import beam_pipeline  # pylint: disable=g-import-not-at-top
     directory = beam_pipeline.run(FLAGS.name, FLAGS.root,
                                   pipeline_options=shlex.split(FLAGS.beam_options), **arguments)
@@ -166,7 +171,7 @@ def main(argv):
 def run():
   """Console-script entry point (``gqn-generate``)."""
   define_flags()
-  app.run(main)
+  cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 
 
 if __name__ == "__main__":

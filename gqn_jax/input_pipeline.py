@@ -36,6 +36,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax import poses
 from gqn_jax import released_format
 from gqn_jax.data import frames as frames_lib
@@ -92,7 +93,7 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
   if image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
 
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = extras.require("tensorflow_datasets", "data", "reading the prepared TFDS dataset")
   source = builder.as_data_source(
       split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   records = len(source)
@@ -182,7 +183,7 @@ class SceneBatcher:
 def parse_scene(serialized: bytes, frames_per_scene: int, where: str):
   """A stored TFDS example -> (S JPEG byte strings, cameras float32 [S, 5], scene name)."""
   from google.protobuf import message  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
+  tf_example_pb2 = extras.require("tensorflow_datasets.proto", "data").tf_example_pb2
   try:
     features = tf_example_pb2.Example.FromString(serialized).features.feature
   except message.DecodeError as error:
@@ -210,7 +211,7 @@ def _ensure_flags_parsed():
 def _builder(name_or_builder, data_dir):
   if not isinstance(name_or_builder, str):
     return name_or_builder
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = extras.require("tensorflow_datasets", "data", "reading the prepared TFDS dataset")
   name = name_or_builder if "/" in name_or_builder else f"{TFDS_NAME}/{name_or_builder}"
   try:
     return tfds.builder(name, data_dir=data_dir)

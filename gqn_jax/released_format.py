@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax.poses import CAMERA_DIM
 
 
@@ -56,7 +57,7 @@ def shard_name(index: int, total: int) -> str:
 
 def encode_scene(frames: Sequence[bytes], cameras) -> bytes:
   """One scene -> a serialized tf.train.Example. ``frames``: S JPEG byte strings; cameras [S, 5]."""
-  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  example_pb2 = extras.require("tensorflow.core.example.example_pb2", "data")
   cameras = np.asarray(cameras, np.float32)
   if cameras.shape != (len(frames), CAMERA_DIM):
     raise ValueError(f"cameras must have shape ({len(frames)}, {CAMERA_DIM}) for "
@@ -74,7 +75,7 @@ def decode_scene(serialized: bytes, frames_per_scene: int, where: str = "record"
   a scene of ``frames_per_scene`` frames.
   """
   from google.protobuf import message  # pylint: disable=g-import-not-at-top
-  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  example_pb2 = extras.require("tensorflow.core.example.example_pb2", "data")
   example = example_pb2.Example()
   try:
     example.ParseFromString(serialized)

@@ -18,6 +18,7 @@ import pathlib
 from absl import app
 from absl import flags
 
+from gqn_jax import cli
 from gqn_jax import figures
 
 FLAGS = flags.FLAGS
@@ -101,7 +102,7 @@ def main(argv):
 def run():
   """Console-script entry point (``gqn-render``)."""
   define_flags()
-  app.run(main)
+  cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 
 
 if __name__ == "__main__":

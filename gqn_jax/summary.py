@@ -12,6 +12,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from gqn_jax import cli
 from gqn_jax import config as config_lib
 from gqn_jax.model import GQN
 from gqn_jax.train_step import init_params
@@ -51,7 +52,7 @@ def main(argv):
 
 def run():
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from gqn_jax import allocator
+from gqn_jax import cli
 from gqn_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -79,7 +80,7 @@ def run():
   """Console-script entry point (``gqn-train``)."""
   allocator.use_tcmalloc()
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 
 
 if __name__ == "__main__":

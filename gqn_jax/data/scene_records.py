@@ -19,6 +19,7 @@ from typing import Iterator
 from etils import epath
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax import released_format
 from gqn_jax.released_format import RecordError
 
@@ -57,7 +58,7 @@ def read_records(path) -> Iterator[tuple[int, bytes]]:
 
   A truncated or corrupt file raises RecordError naming the file and the first unreadable record.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = extras.require("tensorflow", "data", "reading TFRecord files")
   records = iter(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
   index = 0
   while True:
@@ -127,5 +128,5 @@ def scene_examples(path, spec: SceneSpec, split: str, skip_bad_records: bool = F
 
 def _count_bad_record(error: RecordError) -> None:
   logging.warning("skipping bad record: %s", error)
-  from apache_beam.metrics import Metrics  # pylint: disable=g-import-not-at-top
+  Metrics = extras.require("apache_beam.metrics", "data").Metrics
   Metrics.counter("gqn", "bad_records").inc()

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from gqn_jax import extras
+
 DPI = 100
 CELL_INCHES = 1.1      # one image panel, whatever the model's resolution (upsampled, nearest).
 TITLE_FONT = 9
@@ -48,7 +50,7 @@ def new_figure(width: float, height: float):
   Agg truncates inches * dpi to whole pixels; a size a hair above the whole number keeps
   float error from losing a pixel.
   """
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  FigureCanvasAgg = extras.require("matplotlib.backends.backend_agg", "figures").FigureCanvasAgg
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   figure = Figure(figsize=((pixels(width) + 0.01) / DPI, (pixels(height) + 0.01) / DPI), dpi=DPI)
   FigureCanvasAgg(figure)

@@ -18,6 +18,7 @@ import pathlib
 
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax import input_pipeline
 from gqn_jax import poses as poses_lib
 from gqn_jax.data import frames as frames_lib
@@ -89,7 +90,7 @@ def _source(dataset: str, split: str, data_dir):
 
   Cached: evaluation reads a split a batch at a time.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = extras.require("tensorflow_datasets", "data", "reading the prepared TFDS dataset")
   name = dataset if "/" in dataset else f"{input_pipeline.TFDS_NAME}/{dataset}"
   try:
     builder = tfds.builder(name, data_dir=data_dir)

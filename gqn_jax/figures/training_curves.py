@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax.figures import common
 
 QUANTITIES = (  # (tag name, panel title)
@@ -49,7 +50,8 @@ def event_directories(workdir) -> list[pathlib.Path]:
 def read_scalars(directory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{tag: (steps int64 [N], values float64 [N])} of every scalar in one event directory."""
   # pylint: disable-next=g-import-not-at-top
-  from tensorboard.backend.event_processing import event_accumulator
+  event_accumulator = extras.require("tensorboard.backend.event_processing.event_accumulator",
+                                     "figures")
   from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
   accumulator = event_accumulator.EventAccumulator(
       str(directory), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})

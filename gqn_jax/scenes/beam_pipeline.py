@@ -12,6 +12,7 @@ worker sees (the DirectRunner's local disk, or a shared mount).
 
 import pathlib
 
+from gqn_jax import extras
 from gqn_jax import released_format
 from gqn_jax.scenes import shards
 from gqn_jax.scenes import worker
@@ -19,7 +20,7 @@ from gqn_jax.scenes import worker
 
 def _render_dofn(image_size: int, seed: int):
   """A DoFn rendering (shard, index) -> (shard path, (index, record, factors))."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  beam = extras.require("apache_beam", "data", "the Beam runner")
 
   class RenderScenes(beam.DoFn):
     """Each DoFn instance (one per Beam worker thread) owns one render worker process."""
@@ -51,7 +52,7 @@ def _write(keyed, shard_by_path: dict) -> str:
 def build(pipeline, name: str, root, *, train_scenes: int, test_scenes: int,
           scenes_per_shard: int = 100, image_size: int = 64, seed: int = 0):
   """Adds the generation steps to ``pipeline``; returns the PCollection of written paths."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  beam = extras.require("apache_beam", "data", "the Beam runner")
   directory = pathlib.Path(root) / name
   todo = shards.pending(directory, name, {"train": train_scenes, "test": test_scenes},
                         scenes_per_shard=scenes_per_shard, seed=seed, image_size=image_size)
@@ -69,7 +70,7 @@ def run(name: str, root, *, train_scenes: int, test_scenes: int, scenes_per_shar
         image_size: int = 64, seed: int = 0, pipeline_options=None) -> pathlib.Path:
   """Runs the pipeline (the DirectRunner unless ``pipeline_options`` say otherwise)."""
   # pylint: disable=g-import-not-at-top
-  import apache_beam as beam
+  beam = extras.require("apache_beam", "data", "the Beam runner")
   from apache_beam.options.pipeline_options import PipelineOptions
   from gqn_jax import generate
   generate.check_arguments(name, train_scenes=train_scenes, test_scenes=test_scenes,

@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax.scenes import camera
 
 _MAX_CACHED = 4
@@ -61,7 +62,7 @@ if "tensorflow" in sys.modules and BACKEND == "osmesa":
   # Loading OSMesa's LLVM after TensorFlow's crashes the process (see worker.py).
   raise ImportError("gqn_jax.scenes.renderer cannot load OSMesa in a process that has imported "
                     "TensorFlow; render through gqn_jax.scenes.worker (gqn_jax.generate does)")
-import mujoco  # pylint: disable=g-import-not-at-top,wrong-import-position
+mujoco = extras.require("mujoco", "scenes", "rendering scenes")
 
 
 class SceneRenderer:

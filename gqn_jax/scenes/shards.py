@@ -18,6 +18,7 @@ import os
 import pathlib
 import re
 
+from gqn_jax import extras
 from gqn_jax import released_format
 
 FACTORS_SUFFIX = ".factors.jsonl"
@@ -124,7 +125,7 @@ class ShardWriter:
     self._factors = None
 
   def __enter__(self):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf = extras.require("tensorflow", "scenes", "writing TFRecord shards")
     self.shard.path.parent.mkdir(parents=True, exist_ok=True)
     self._records = tf.io.TFRecordWriter(str(_temporary(self.shard.path)))
     self._factors = open(_temporary(self.shard.factors_path), "w", encoding="utf-8")
