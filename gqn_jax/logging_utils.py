@@ -1,69 +1,138 @@
-"""TensorBoard event files and image grids, written without TensorFlow.
+"""Training metrics through clu's metric writers, and the image grids the trainer logs.
 
-Events are TFRecord-framed ``Event`` protos, built with TensorBoard's own protos and record
-writer (``tensorboard`` is a dependency; importing TensorFlow would cost seconds at start and
-could claim accelerators). Only process 0 writes; other processes get a writer that does
-nothing.
+``SummaryWriter`` keeps the interface the trainer calls (``scalars``, ``image``, ``hparams``,
+``flush``, ``close``) over ``clu.metric_writers.create_default_writer``, as the flax examples use
+it: on process 0 a LoggingWriter plus clu's SummaryWriter, which writes TensorBoard event files
+(``events.out.tfevents.*``) with TensorFlow's ``tf.summary`` to a local or ``gs://`` logdir; on
+every other process only the LoggingWriter (``just_logging``), so only process 0 writes files.
+Writes are asynchronous; ``flush`` (the trainer calls it at log steps) waits for them.
+
+clu's metric writers import TensorFlow. Without it (the core install; the tensorboard extra adds
+it), or without clu, the writer logs scalars only and says once what to install for event files.
 """
 
 import io
-import os
-import socket
-import time
-from typing import Mapping, Sequence
+import logging
+from typing import Any, Mapping, Sequence
 
 from etils import epath
 import numpy as np
 from PIL import Image
-from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.proto import summary_pb2
-from tensorboard.summary.writer import record_writer
+
+from gqn_jax import extras
 
 SEPARATOR_PIXELS = 2
 
+_warned_no_event_files = False
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  """TensorFlow only writes summaries here; a CUDA build must not claim JAX's GPU memory."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TensorFlow has already initialised its devices; nothing to do then.
+    pass
+
+
+def create_writer(logdir, enabled: bool = True):
+  """clu's default writer for ``logdir``: event files on process 0 (``enabled``), logs elsewhere.
+
+  Returns a LoggingOnlyWriter (and warns once) where TensorFlow or clu is not installed.
+  """
+  global _warned_no_event_files
+  missing = [name for name in ("clu", "tensorflow") if not extras.available(name)]
+  if missing:
+    if enabled and not _warned_no_event_files:
+      logging.warning("no TensorBoard event files: clu's SummaryWriter needs %s, which is not "
+                      "installed (%s); logging scalars only", " and ".join(missing),
+                      extras.install_line("tensorboard"))
+      _warned_no_event_files = True
+    return LoggingOnlyWriter()
+  if enabled:
+    _hide_gpus_from_tensorflow()
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  if enabled:
+    epath.Path(logdir).mkdir(parents=True, exist_ok=True)
+  return metric_writers.create_default_writer(str(logdir), just_logging=not enabled)
+
+
+class LoggingOnlyWriter:
+  """The part of clu's MetricWriter interface the trainer uses, logging scalars with ``logging``."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    logging.info("[%d] %s", step, ", ".join(f"{k}={float(v):.6g}" for k, v in scalars.items()))
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    del step, images
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    del hparams
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+def flat_hparams(values) -> dict[str, bool | int | float | str]:
+  """A config (ConfigDict or nested mapping) -> {'section.field': value} TensorBoard accepts."""
+  if hasattr(values, "to_dict"):
+    values = values.to_dict()
+  flat = {}
+
+  def visit(prefix, value):
+    if isinstance(value, Mapping):
+      for key, item in value.items():
+        visit(f"{prefix}.{key}" if prefix else str(key), item)
+    elif isinstance(value, (bool, int, float, str)):
+      flat[prefix] = value
+    elif isinstance(value, (np.integer, np.floating, np.bool_)):
+      flat[prefix] = value.item()
+    else:  # None, lists, tuples: their text.
+      flat[prefix] = str(value)
+
+  visit("", values)
+  return flat
+
 
 class SummaryWriter:
-  """Appends scalars and images to ``<logdir>/events.out.tfevents.<time>.<host>.<pid>``."""
+  """Scalars, images and hyperparameters of a run under ``logdir``, through clu (see above).
+
+  ``enabled``: whether this process writes event files (process 0); the others only log.
+  """
 
   def __init__(self, logdir, enabled: bool = True):
     self.enabled = enabled
-    self.path = None
-    if not enabled:
-      return
-    logdir = epath.Path(logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
-    self.path = logdir / name
-    self._file = self.path.open("wb")
-    self._writer = record_writer.RecordWriter(self._file)
-    self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+    self.logdir = epath.Path(logdir)
+    self._writer = create_writer(self.logdir, enabled)
+    self._closed = False
 
-  def _write(self, event: event_pb2.Event) -> None:
-    self._writer.write(event.SerializeToString())
+  @property
+  def writes_event_files(self) -> bool:
+    return self.enabled and not isinstance(self._writer, LoggingOnlyWriter)
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
-    if not self.enabled:
-      return
-    summary = summary_pb2.Summary(value=[
-        summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-        for tag, value in values.items()])
-    self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+    self._writer.write_scalars(int(step), {tag: float(value) for tag, value in values.items()})
 
   def image(self, step: int, tag: str, pixels: np.ndarray) -> None:
     """``pixels``: uint8 [H, W, 3]."""
     if not self.enabled:
-      return
-    image = summary_pb2.Summary.Image(height=pixels.shape[0], width=pixels.shape[1],
-                                      colorspace=3, encoded_image_string=png_bytes(pixels))
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
-    self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+      return  # the LoggingWriter of other processes would only log its shape.
+    self._writer.write_images(int(step), {tag: np.asarray(pixels, np.uint8)[None]})
+
+  def hparams(self, values) -> None:
+    """The run's config (a ConfigDict or nested mapping), flattened to 'section.field' keys."""
+    if self.enabled:
+      self._writer.write_hparams(flat_hparams(values))
 
   def flush(self) -> None:
-    if self.enabled:
-      self._writer.flush()
+    self._writer.flush()
 
   def close(self) -> None:
-    if self.enabled and not self._writer.closed:
+    if not self._closed:
+      self._closed = True
       self._writer.close()
 
 

@@ -1,13 +1,12 @@
 """The training loop end to end: what a run writes, resuming, and stopping on a bad loss."""
 
 import json
-import struct
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
-from tensorboard.compat.proto import event_pb2
+from tensorboard.backend.event_processing import event_file_loader
 
 import _data_builder
 import _train_synthetic
@@ -20,15 +19,22 @@ from gqn_jax.configs import tiny
 
 
 def read_events(directory):
-  """Every Event in the TFRecord-framed event files of ``directory``."""
-  events = []
+  """({(tag, step)} of the scalars, [(height, width)] of the images) in the event files.
+
+  clu writes them with tf.summary: every value a tensor, its plugin naming the kind; an image is
+  the string tensor [width, height, PNG].
+  """
+  scalars, images = set(), []
   for path in sorted(directory.glob("events.out.tfevents.*")):
-    data, position = path.read_bytes(), 0
-    while position < len(data):
-      (length,) = struct.unpack("<Q", data[position:position + 8])
-      events.append(event_pb2.Event.FromString(data[position + 12:position + 12 + length]))
-      position += 12 + length + 4
-  return events
+    for event in event_file_loader.EventFileLoader(str(path)).Load():
+      for value in event.summary.value:
+        plugin = value.metadata.plugin_data.plugin_name
+        if plugin == "scalars":
+          scalars.add((value.tag, event.step))
+        elif plugin == "images":
+          width, height = value.tensor.string_val[:2]
+          images.append((int(height), int(width)))
+  return scalars, images
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +52,12 @@ def test_end_to_end_run_writes_events_config_checkpoint_and_picture(tmp_path, da
   assert result["step"] == 4 and np.isfinite(result["train"]["loss"])
   assert np.isfinite(result["eval"]["loss"]) and result["steps_per_second"] > 0
 
-  events = read_events(tmp_path / "tensorboard")
-  scalars = {(v.tag, e.step) for e in events for v in e.summary.value if v.HasField("simple_value")}
+  scalars, images = read_events(tmp_path / "tensorboard")
   for tag in ("train/loss", "train/nll", "train/kl", "train/sigma", "train/learning_rate",
               "train/grad_norm", "train/param_norm", "train/update_norm", "train/kl_per_step/1",
               "train/kl_per_step/3", "perf/steps_per_second", "perf/scenes_per_second"):
     assert (tag, 4) in scalars, tag
   assert ("train/loss", 2) in scalars and ("eval/loss", 4) in scalars
-  images = [v.image for e in events for v in e.summary.value if v.HasField("image")]
   assert len(images) == 1
 
   # The picture: a row per scene of its 3 context views | query, reconstruction, 1 prior sample.
@@ -61,7 +65,7 @@ def test_end_to_end_run_writes_events_config_checkpoint_and_picture(tmp_path, da
   size = config.model.image_size + logging_utils.SEPARATOR_PIXELS
   gap = 3 * logging_utils.SEPARATOR_PIXELS
   assert picture.shape == (2 * size, 6 * size + gap, 3)
-  assert (images[0].height, images[0].width) == picture.shape[:2]
+  assert images[0] == picture.shape[:2]
 
   assert json.loads((tmp_path / "config.json").read_text()) == json.loads(
       config.to_json_best_effort())
