@@ -81,9 +81,10 @@ bench-b36: setup
 	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=2 \
 	  --output=experiments/results/benchmark_b36.json
 
-# A machine with an NVIDIA GPU: JAX's CUDA build into .venv, then the paper model at batch 36 in
-# float32 and bfloat16, gqn_jax and PyTorch on the GPU (PyPI's torch==2.13.0 for Linux is a
-# CUDA build; the case fails saying so when PyTorch or JAX sees no GPU).
+# A machine with an NVIDIA GPU: CUDA builds of JAX (jax[cuda13]) and PyTorch (PyPI's
+# torch==2.13.0 for Linux, put back in place of a CPU-only build) into .venv, then the paper
+# model at batch 36 in float32 and bfloat16, gqn_jax and PyTorch on the GPU (the case fails
+# saying so when PyTorch or JAX sees no GPU).
 bench-gpu: setup
 	bash experiments/launch_multi_gpu.sh install
 	$(PY) experiments/benchmark.py --suite=gpu --output=experiments/results/benchmark_gpu.json

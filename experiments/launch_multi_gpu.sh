@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains gqn_jax on GPUs: every GPU of one host, or (`slurm`) every GPU of several hosts.
 #
-#   bash experiments/launch_multi_gpu.sh install      # once: CUDA jaxlib into .venv
+#   bash experiments/launch_multi_gpu.sh install      # once: CUDA builds of JAX and PyTorch
 #   bash experiments/launch_multi_gpu.sh local        # one process, all local GPUs
 #   NODES=4 bash experiments/launch_multi_gpu.sh slurm   # sbatch: NODES x GPUS_PER_NODE
 #
@@ -22,10 +22,26 @@ local_gpus() { nvidia-smi --list-gpus | wc -l; }
 # The paper's batch of 36 rounded up to a multiple of the device count.
 round_batch() { echo $(( (36 + $1 - 1) / $1 * $1 )); }
 
+# Where PyTorch's CUDA build comes from when .venv holds a CPU-only one (make setup
+# TORCH_INDEX=...): PyPI, whose Linux torch is a CUDA build. Only pip's configuration is
+# ignored for that one install (a local wheel folder may hold a +cpu build, which pip prefers).
+TORCH_CUDA_INDEX=${TORCH_CUDA_INDEX:-https://pypi.org/simple}
+
 install() {
   make setup
-  .venv/bin/pip install --quiet 'jax[cuda12]==0.10.2'
-  "$PY" -c 'import jax; print(jax.devices())'
+  if ! "$PY" -c 'import sys, torch; sys.exit(torch.version.cuda is None)' 2>/dev/null; then
+    echo "replacing .venv's CPU-only torch with PyPI's CUDA build"
+    PIP_CONFIG_FILE=/dev/null "$PY" -m pip install --isolated --quiet --index-url "$TORCH_CUDA_INDEX" \
+      -c requirements.lock --no-deps --force-reinstall torch
+    PIP_CONFIG_FILE=/dev/null "$PY" -m pip install --isolated --quiet --index-url "$TORCH_CUDA_INDEX" \
+      -c requirements.lock torch   # its nvidia-* CUDA libraries, at the lock's versions.
+  fi
+  # JAX's CUDA 13 plugin, at the lock's jax: the same CUDA 13 libraries as torch==2.13.0 (the
+  # lock's nvidia-* pins satisfy both).
+  "$PY" -m pip install --quiet -c requirements.lock \
+    "jax[cuda13]==$(sed -n 's/^jax==//p' requirements.lock)"
+  "$PY" -c 'import jax, torch; print("JAX:", jax.devices(), "| PyTorch", torch.__version__,
+    "CUDA", torch.version.cuda, "GPU available:", torch.cuda.is_available())'
 }
 
 run_local() {

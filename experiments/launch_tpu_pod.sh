@@ -6,7 +6,8 @@
 # Steps (run one at a time, or `all` in order):
 #   create   create the TPU VM slice
 #   copy     copy this checkout (git archive of HEAD) to every worker
-#   install  venv + gqn_jax + jax[tpu] on every worker; gcsfuse mounts the data bucket
+#   install  uv, a Python 3.11 venv, gqn_jax[data,tensorboard] + jax[tpu] on every worker;
+#            gcsfuse mounts the data bucket
 #   train    start training on every worker (--worker=all), detached, logging to train.log
 #   logs     follow worker 0's log
 #   delete   delete the slice
@@ -15,6 +16,17 @@
 # gs://$BUCKET/tfds/gqn/<config>/...; workers read it through a gcsfuse mount at /mnt/gqn,
 # each process only its own 1/P of the records. Checkpoints and TensorBoard events go straight
 # to gs://$BUCKET/runs/$RUN (orbax writes gs:// itself), shared by all workers as orbax needs.
+#
+# Runtime (TPU software version, gcloud's --version), by TPU generation, as Cloud TPU's
+# "TPU software versions" page lists them:
+#   v6e (Trillium)    v2-alpha-tpuv6e        e.g. ACCELERATOR=v6e-16      ZONE=us-east5-b
+#   v5p               v2-alpha-tpuv5         e.g. ACCELERATOR=v5p-16      ZONE=us-east5-a
+#   v5e               v2-alpha-tpuv5-lite    e.g. ACCELERATOR=v5litepod-16 ZONE=us-west4-a
+#   v4 and older      tpu-ubuntu2204-base    e.g. ACCELERATOR=v4-16       ZONE=us-central2-b
+# RUNTIME defaults to the one for ACCELERATOR's generation. All of them are Ubuntu 22.04, whose
+# python3 is 3.10, older than gqn_jax's 3.11: `install` therefore installs uv
+# (https://docs.astral.sh/uv/) and lets it fetch a standalone CPython $PYTHON_VERSION for the
+# venv; the system Python is left alone. (The zones are examples; check where your quota is.)
 set -euo pipefail
 
 : "${PROJECT:?set PROJECT to your Google Cloud project}"
@@ -22,7 +34,14 @@ set -euo pipefail
 ZONE=${ZONE:-us-central2-b}
 TPU_NAME=${TPU_NAME:-gqn-pod}
 ACCELERATOR=${ACCELERATOR:-v4-16}          # 8 chips on 2 hosts.
-RUNTIME=${RUNTIME:-tpu-ubuntu2204-base}
+case $ACCELERATOR in
+  v6e-*) default_runtime=v2-alpha-tpuv6e ;;
+  v5p-*) default_runtime=v2-alpha-tpuv5 ;;
+  v5litepod-*|v5e-*) default_runtime=v2-alpha-tpuv5-lite ;;
+  *) default_runtime=tpu-ubuntu2204-base ;;   # v4, v3, v2
+esac
+RUNTIME=${RUNTIME:-$default_runtime}
+PYTHON_VERSION=${PYTHON_VERSION:-3.11}     # the lock's wheels are cp311.
 DATASET=${DATASET:-rooms_ring_camera}      # any experiments/configs/<dataset>.py
 RUN=${RUN:-$DATASET}
 REMOTE_DIR=gqn_jax
@@ -51,7 +70,7 @@ copy() {
 install() {
   on_all "set -e
     sudo apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv curl lsb-release
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl lsb-release
     if ! command -v gcsfuse >/dev/null; then
       export GCSFUSE_REPO=gcsfuse-\$(lsb_release -c -s)
       echo \"deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt \$GCSFUSE_REPO main\" | sudo tee /etc/apt/sources.list.d/gcsfuse.list
@@ -60,12 +79,14 @@ install() {
     fi
     sudo mkdir -p /mnt/gqn && sudo chown \$USER /mnt/gqn
     mountpoint -q /mnt/gqn || gcsfuse --implicit-dirs $BUCKET /mnt/gqn
+    command -v uv >/dev/null || [ -x \$HOME/.local/bin/uv ] || curl -LsSf https://astral.sh/uv/install.sh | sh
+    export PATH=\$HOME/.local/bin:\$PATH
     cd $REMOTE_DIR
-    python3 -m venv .venv
-    .venv/bin/pip install --quiet --upgrade pip
-    .venv/bin/pip install --quiet -c requirements.lock -e .
-    .venv/bin/pip install --quiet 'jax[tpu]==0.10.2'
-    .venv/bin/python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.device_count())'"
+    rm -rf .venv && uv venv --quiet --python $PYTHON_VERSION .venv
+    # Training needs the core, TFDS (data) and TensorBoard event files; not MuJoCo or PyTorch.
+    uv pip install --quiet --python .venv/bin/python -c requirements.lock -e '.[data,tensorboard]'
+    uv pip install --quiet --python .venv/bin/python \"jax[tpu]==\$(sed -n 's/^jax==//p' requirements.lock)\"
+    .venv/bin/python -c 'import sys, jax; print(sys.version.split()[0], jax.process_index(), jax.local_device_count(), jax.device_count())'"
 }
 
 train() {
