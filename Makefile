@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo bench bench-memory bench-activations bench-convs \
+.PHONY: setup system-packages test test-fast demo reference bench bench-memory bench-activations bench-convs \
 	bench-b36 bench-bf16 bench-gpu bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
@@ -53,6 +53,11 @@ summary: setup
 # The README's main job: generate rooms, train the demo model, render novel views.
 demo: setup
 	bash experiments/demo.sh
+
+# The shipped reference model from nothing: scenes, dataset, ~2 hours of training on 2 CPU
+# cores, evaluation, figures (experiments/reference.sh; rerun to resume). Not part of the tests.
+reference: setup
+	bash experiments/reference.sh
 
 # gqn_jax against the PyTorch baseline; writes JSON and the markdown table the README quotes.
 bench: setup
