@@ -6,8 +6,11 @@
 
 Made for a GPU machine with no network and a Python of its own (3.11+) that has CUDA builds of
 JAX and PyTorch (whatever versions it has, newer than requirements.lock's too) and flax and
-optax, but not the data stack (TensorFlow, TFDS, grain, MuJoCo, ml-collections, clu are never
-imported). Run it from a checkout of this repository, which it imports from (gqn_jax, the
+optax, but not the data stack (TensorFlow, TFDS, grain, MuJoCo, Beam, clu are never imported).
+The benchmark part imports experiments/benchmark.py, whose case table reads gqn_jax's configs
+and so needs ml-collections, which is pure Python: where it is missing, carry its wheel
+(``pip download --no-deps ml-collections==1.1.0``) and ``pip install`` it there; without it
+that part is skipped with a note. Run it from a checkout of this repository, which it imports from (gqn_jax, the
 PyTorch baseline in experiments/baselines/torch_gqn, tests/reference_generator.py); nothing is
 installed. All inputs are synthetic. What is missing (PyTorch, or PyTorch's GPU) is skipped
 with a note in the report; without a GPU for JAX the script refuses, saying so, unless
@@ -60,6 +63,8 @@ PARITY_REPRESENTATIONS = ("pyramid", "tower", "pool")
 OUTPUT_TOLERANCE = 1e-4     # max |a - b| / max |b|, as tests/test_torch_parity.py.
 GRADIENT_TOLERANCE = 1e-3   # per parameter, |g_a - g_b| / |g_b|.
 STEP_TOLERANCE = 1e-4       # parameters after a data-parallel step vs one device.
+DATA_STACK = ("tensorflow", "tensorflow_datasets", "grain", "mujoco", "apache_beam", "clu",
+              "matplotlib")
 
 
 class Budget:
@@ -359,7 +364,12 @@ def isolated(fn, args, timeout_s: float):
 
 
 def benchmark(torch_device, dry_run_cpu: bool, budget: Budget, reserve_s: float) -> dict:
-  from experiments import benchmark as bench  # pylint: disable=g-import-not-at-top
+  try:
+    from experiments import benchmark as bench  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as error:
+    return {"status": "skipped", "note": f"experiments/benchmark.py needs {error.name}, which "
+            f"is not installed; carry its wheel (pip download --no-deps {error.name}) and "
+            f"pip install it"}
   if dry_run_cpu:
     cases = [bench.Case("tiny-b4-f32", TINY, batch=4, context_views=3, flops=False)]
     warmup, timed = 1, 1
@@ -543,6 +553,8 @@ def main(argv=None) -> int:
     seconds = min(args.train_seconds, budget.left() - 10)
     run_part(report, "training", budget, train_reserve if not args.dry_run_cpu else 5, train,
              args.dry_run_cpu, seconds)
+  # What this process imported of the data stack: nothing, on a machine without it.
+  report["data_stack_imported"] = sorted(name for name in DATA_STACK if name in sys.modules)
   failed = sorted(n for n, p in report["parts"].items() if p["status"] in ("fail", "error"))
   report["failed"] = failed
   report["ok"] = not failed

@@ -19,16 +19,21 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # What the core must not need, e.g. on a GPU machine with only JAX, Flax, Optax and Orbax.
 OPTIONAL = ("tensorflow", "tensorflow_datasets", "apache_beam", "mujoco", "torch", "matplotlib")
 
-# Prepended to a subprocess's code: modules named in BLOCKED cannot be imported, as if they were
-# not installed (a meta path finder ahead of the real ones raises ModuleNotFoundError).
+# Prepended to a subprocess's code: packages named in BLOCKED look not installed. The path
+# finder that finds installed packages does not see them, so importing one raises
+# ModuleNotFoundError and importlib.util.find_spec returns None, as for a package that is absent
+# (PyTorch, for one, probes for TensorFlow with find_spec).
 BLOCKER = textwrap.dedent("""\
+    import importlib.machinery
     import sys
-    class _Blocker:
-      def find_spec(self, name, path=None, target=None):
+    class _HidingPathFinder(importlib.machinery.PathFinder):
+      @classmethod
+      def find_spec(cls, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-          raise ModuleNotFoundError(f"No module named {name!r}", name=name.split(".")[0])
-        return None
-    sys.meta_path.insert(0, _Blocker())
+          return None
+        return super().find_spec(name, path, target)
+    sys.meta_path[:] = [_HidingPathFinder if finder is importlib.machinery.PathFinder else finder
+                        for finder in sys.meta_path]
     """)
 
 
