@@ -42,12 +42,19 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gqn_jax import allocator  # noqa: E402
+from gqn_jax import xla_flags  # noqa: E402
 from gqn_jax.config import ModelConfig  # noqa: E402
 
 PAPER = {}  # ModelConfig() is the paper's architecture.
 # A small model: the demo's shape with 64-channel cores (gqn_jax/configs/demo.py uses 32).
 SMALL = dict(image_size=32, representation="pool", r_channels=128, steps=6, hidden_channels=64,
              canvas_channels=64)
+
+
+def _reference_model() -> dict:
+  """The reference model's architecture (gqn_jax/configs/reference.py), less its data fields."""
+  from gqn_jax.configs import reference  # pylint: disable=g-import-not-at-top
+  return reference.get_config().model.to_dict()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +100,17 @@ SUITES = {
         Case("paper-tower-b36-bf16", dict(dtype="bfloat16"), batch=36, flops=False, device="gpu"),
         Case("paper-tower-b36-f32-remat", dict(remat=True), batch=36, impls=("gqn_jax",),
              flops=False, device="gpu"),
+    ],
+    # The reference model's step (`make bench-reference`): the one a 2-core user trains, at its
+    # batch, against the PyTorch baseline, and the step's speed options.
+    "reference": [
+        Case("reference", _reference_model(), batch=16),
+        Case("reference-explicit-vjp", {**_reference_model(), "conv_backend": "explicit_vjp"},
+             batch=16, impls=("gqn_jax",), flops=False),
+        Case("reference-unroll-2", {**_reference_model(), "scan_unroll": 2}, batch=16,
+             impls=("gqn_jax",), flops=False),
+        Case("reference-bf16", {**_reference_model(), "dtype": "bfloat16"}, batch=16,
+             flops=False),
     ],
     "smoke": [
         Case("smoke", dict(image_size=16, r_channels=16, steps=2, hidden_channels=8,
@@ -172,8 +190,9 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
     require_jax_gpu()
   import numpy as np  # pylint: disable=g-import-not-at-top
   from gqn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from gqn_jax import parallel  # pylint: disable=g-import-not-at-top
   from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
-  from gqn_jax.model import GQN  # pylint: disable=g-import-not-at-top
+  from gqn_jax.model import GQN, dummy_batch  # pylint: disable=g-import-not-at-top
 
   model_cfg = config_lib.model_config(dataclasses.asdict(ModelConfig()) | case.model)
   optim_cfg = config_lib.OptimConfig()
@@ -182,8 +201,9 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   rng = np.random.default_rng(0)
   batch = {name: jax.numpy.asarray(rng.random(x.shape, dtype=np.float32) if x.dtype != bool
                                    else np.ones(x.shape, bool))
-           for name, x in ts.dummy_batch(model_cfg, case.batch, case.context_views).items()}
-  step = ts.jit_train_step(model, optim_cfg)
+           for name, x in dummy_batch(model_cfg, case.batch, case.context_views).items()}
+  mesh = parallel.data_mesh(jax.devices()[:1])  # the program training runs, on one device.
+  step = ts.make_train_step(model, optim_cfg, mesh)
   key = jax.random.key(1)
   start = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
@@ -205,7 +225,7 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   record["device_peak_mem_mib"] = device_peak_mib(jax.local_devices()[0])
   if case.flops:
     unrolled = GQN(dataclasses.replace(model_cfg, scan_unroll=model_cfg.steps))
-    cost = jax.jit(ts.make_train_step(unrolled, optim_cfg)).lower(
+    cost = ts.make_train_step(unrolled, optim_cfg, mesh).lower(
         holder[0] if not case.compile_only else state, batch, key).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     record["flops_per_step"] = float(cost["flops"])
@@ -391,4 +411,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
   allocator.use_tcmalloc()  # both implementations' processes inherit it (GQN_JAX_ALLOCATOR)
+  xla_flags.keep_remat_barriers()  # as gqn-train compiles the step (gqn_jax/xla_flags.py)
   main()

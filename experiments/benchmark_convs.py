@@ -27,6 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from gqn_jax import allocator  # noqa: E402
+from gqn_jax import xla_flags  # noqa: E402
 from gqn_jax import layers  # noqa: E402
 
 _BACKENDS = ("xla", "explicit_vjp", "im2col")  # layers.conv2d's choices besides "auto".
@@ -114,4 +115,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
   allocator.use_tcmalloc()
+  xla_flags.keep_remat_barriers()  # as gqn-train compiles (gqn_jax/xla_flags.py)
   main()

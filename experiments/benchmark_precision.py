@@ -19,7 +19,6 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import gqn_jax  # noqa: E402,F401  (sets gqn_jax's XLA flags before JAX starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
@@ -27,6 +26,7 @@ from jax import lax  # noqa: E402
 from experiments.benchmark_convs import median_seconds  # noqa: E402
 from gqn_jax import allocator  # noqa: E402
 from gqn_jax import layers  # noqa: E402
+from gqn_jax import xla_flags  # noqa: E402
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
 
@@ -82,6 +82,7 @@ def main(argv=None):
   parser.add_argument("--output", type=pathlib.Path, help="JSON list of the records")
   args = parser.parse_args(argv)
   allocator.use_tcmalloc()  # as experiments/benchmark.py runs the step (gqn_jax/allocator.py)
+  xla_flags.keep_remat_barriers()  # as gqn-train compiles, before JAX starts
   records = measure(args.batch, args.repeats)
   by = {(r["op"], r["dtype"]): r["ms"] for r in records}
   for name in ops(args.batch):

@@ -15,6 +15,7 @@ import json
 
 from gqn_jax import config as config_lib
 from gqn_jax import train_step as ts
+from gqn_jax import xla_flags
 from gqn_jax.configs import paper
 from gqn_jax.model import GQN
 
@@ -48,4 +49,5 @@ def main():
 
 
 if __name__ == "__main__":
+  xla_flags.keep_remat_barriers()  # before JAX starts: remat's barriers on the CPU
   main()

@@ -85,16 +85,17 @@ def gqn_jax_saved_mib(overrides: dict, batch: int, context_views: int) -> float:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
-  from gqn_jax.model import GQN  # pylint: disable=g-import-not-at-top
+  from gqn_jax.model import GQN, dummy_batch, latent_noise  # pylint: disable=g-import-not-at-top
 
   config = model_config(overrides)
   model = GQN(config)
   params = jax.eval_shape(lambda: ts.init_params(model, jax.random.key(0)))
-  data = jax.eval_shape(lambda: ts.dummy_batch(config, batch, context_views))
-  noise = jax.eval_shape(lambda: ts.latent_noise(jax.random.key(1), config, batch))
+  data = jax.eval_shape(lambda: dummy_batch(config, batch, context_views))
+  noise = jax.eval_shape(lambda: latent_noise(jax.random.key(1), config, batch))
 
   def loss(params, data, noise):
-    return jnp.mean(ts.elbo_terms(model, params, data, 1.0, noise).loss)
+    return jnp.mean(model.apply({"params": params}, data, 1.0, noise,
+                                method=GQN.elbo_terms).loss)
 
   return jax_saved_bytes(loss, params, data, noise) / MIB
 
@@ -148,7 +149,8 @@ def main(argv=None):
   parser.add_argument("--table", type=pathlib.Path,
                       help="markdown table (default: beside --output, .md)")
   args = parser.parse_args(argv)
-  import gqn_jax  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from gqn_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.keep_remat_barriers()  # as gqn-train compiles, before JAX starts
 
   records = measure(args.batch, args.context_views)
   table = markdown_table(records)

@@ -9,11 +9,16 @@ Performance: the paper tower step 5.30 s under glibc, 4.71 s under tcmalloc, in 
 libtcmalloc-minimal4`` (``make setup`` does it as root).
 
 The allocator must be chosen before the process starts, so ``use_tcmalloc`` re-executes the
-program once with the library in ``LD_PRELOAD``. Set ``GQN_JAX_ALLOCATOR=system`` to opt out.
+program once with the library in ``LD_PRELOAD``; the command-line entry points call it first
+thing (importing gqn_jax does not). It does so only where JAX can run on nothing but the CPU
+(``xla_flags.on_cpu_only``): GPU and TPU hosts keep their allocator. Set
+``GQN_JAX_ALLOCATOR=system`` to opt out.
 """
 
 import os
 import sys
+
+from gqn_jax import xla_flags
 
 ENV_VAR = "GQN_JAX_ALLOCATOR"
 _LIBRARIES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
@@ -38,12 +43,15 @@ def active() -> str:
 
 def use_tcmalloc() -> None:
   """Re-executes this program with tcmalloc preloaded; returns where that is not wanted or
-  possible (opted out, already preloaded, not installed, not started from a command line).
+  possible (opted out, already preloaded, JAX may run on a GPU or TPU, not installed, not
+  started from a command line).
 
   Call it first thing in a command-line entry point, never from library code or tests: on
   success it does not return (the process image is replaced; the pid and arguments stay).
   """
   if os.environ.get(ENV_VAR, "tcmalloc") == "system" or active() == "tcmalloc":
+    return
+  if not xla_flags.on_cpu_only():
     return
   path = find_tcmalloc()
   argv = getattr(sys, "orig_argv", None)

@@ -13,15 +13,17 @@ step may donate them); an interrupted save leaves only a temporary directory, wh
 run deletes, so the latest *complete* step is always the one restored. The last
 ``max_to_keep`` steps are kept, and, with ``keep_best``, the step of lowest eval loss.
 
-For evaluation and figures::
+For evaluation and figures, the one loader (``load_for_inference`` is its (config, params))::
 
-  config, params = checkpoints.load_for_inference("runs/rooms")           # latest step
+  run = checkpoints.load("runs/rooms")                  # latest step: run.params, run.step, ...
   config, params = checkpoints.load_for_inference("runs/rooms", step=20000)
 """
 
+import dataclasses
 import json
 import logging
 import os
+import pathlib
 from typing import Any, Mapping
 
 from etils import epath
@@ -215,16 +217,42 @@ def _read_config(workdir: epath.Path, checkpointer: Checkpointer, step: int):
     return json.loads(path.read_text())
 
 
-def load_for_inference(workdir, step: int | None = None
-                       ) -> tuple[ml_collections.ConfigDict, Any]:
-  """The run's resolved config and the parameters of its latest (or given) step.
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+  """A trained run, loaded for inference."""
+  workdir: pathlib.Path                 # as given (for messages and records).
+  step: int                             # the checkpoint's training step.
+  config: Any                           # the run's resolved ml_collections.ConfigDict.
+  model_config: config_lib.ModelConfig
+  params: Any
+
+
+def load(workdir, step: int | None = None) -> Checkpoint:
+  """The run in ``workdir`` at ``step`` (default its latest checkpoint), for inference.
 
   Parameters come back as jax arrays on this process's first device, whatever the number of
   devices the run trained on.
 
   Raises:
+    FileNotFoundError: ``workdir`` is not a directory.
     CheckpointNotFoundError: the workdir has no checkpoint, or none at ``step``.
+    IncompatibleCheckpointError: the parameters do not fit the config's model.
   """
+  given = pathlib.Path(workdir)
+  if "://" not in str(workdir) and not given.is_dir():
+    raise FileNotFoundError(f"--workdir={given}: no such directory")
+  config, params, step = _load(workdir, step)
+  return Checkpoint(given, step, config, config_lib.model_config(config.model), params)
+
+
+def load_for_inference(workdir, step: int | None = None
+                       ) -> tuple[ml_collections.ConfigDict, Any]:
+  """``load``'s config and parameters: (the run's resolved config, its step's parameters)."""
+  config, params, _ = _load(workdir, step)
+  return config, params
+
+
+def _load(workdir, step: int | None):
   workdir = _absolute(workdir)
   directory = workdir / CHECKPOINT_DIR
   if not directory.exists():
@@ -255,7 +283,7 @@ def load_for_inference(workdir, step: int | None = None
       raise IncompatibleCheckpointError(
           f"{directory}/{step}: the parameters do not fit the model of its config "
           f"{workdir / CONFIG_FILE}: {error}") from None
-    return config, restored.state["params"]
+    return config, restored.state["params"], step
   finally:
     checkpointer.close()
 

@@ -1,8 +1,12 @@
-"""Typed, validated views of the ml_collections configs in ``gqn_jax/configs``.
+"""Typed, validated views of the ml_collections configs in ``gqn_jax/configs``, and the one
+place every default is written.
 
 Config files stay plain ``ConfigDict``s so that ``--config.model.steps=4`` works on the command
 line; the model and the trainer only ever see the frozen dataclasses below, built (and checked)
-by :func:`model_config` and :func:`optim_config`.
+by :func:`model_config`, :func:`optim_config`, :func:`train_config` and :func:`data_config`.
+Each dataclass's defaults are the paper's (``gqn_jax/configs/paper.py`` is built from them),
+and its field comments give each field's meaning and unit. A section that lacks a field gets
+its default.
 """
 
 import dataclasses
@@ -37,8 +41,9 @@ class ModelConfig:
   scan_unroll: int = 1              # generator steps per scan iteration.
   remat: bool = False               # recompute, in the backward pass, each generator step and
                                     # the representation network (the pre-scan patch matrices
-                                    # are rebuilt either way); on CPU import gqn_jax before any
-                                    # JAX computation runs (gqn_jax/xla_flags.py).
+                                    # are rebuilt either way); on the CPU it saves memory only
+                                    # with xla_flags.keep_remat_barriers() called before JAX
+                                    # starts, as the entry points do (gqn_jax/xla_flags.py).
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.
 
   @property
@@ -60,6 +65,39 @@ class OptimConfig:
   adam_b2: float = 0.999
   adam_eps: float = 1e-8
   grad_clip_norm: float = 0.0       # 0 disables clipping (the paper does not clip).
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The training loop (gqn_jax/trainer.py): batch, length, seed, and how often it logs,
+  evaluates, draws pictures and saves."""
+  batch_size: int = 36              # scenes per step, over all devices and processes.
+  num_steps: int = 2_000_000        # optimizer steps of the whole run (resumed runs included).
+  seed: int = 0                     # initial parameters, latent noise and data order.
+  log_every_steps: int = 100        # mean train metrics to TensorBoard.
+  checkpoint_every_steps: int = 1_000
+  keep_checkpoints: int = 3         # the last this many checkpoints are kept...
+  keep_best_checkpoint: bool = True  # ...and the one of lowest eval loss.
+  eval_every_steps: int = 5_000     # 0: never.
+  eval_batches: int = 8             # test batches per evaluation.
+  eval_batch_size: int = 0          # 0: batch_size (train_config fills it in).
+  image_every_steps: int = 5_000    # context | query | reconstruction | prior samples; 0: never.
+  image_scenes: int = 4             # rows of that picture.
+  prior_samples: int = 3            # prior samples per row.
+  progress_bar: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the scenes come from (gqn_jax/input_pipeline.py). ``dataset`` has no default: every
+  config names its data."""
+  dataset: str                      # a released name, or generated_<name> for generated scenes.
+  max_context_views: int | None = None  # K; M ~ U{1..K} per batch (5 rooms, 7 jaco, 20 mazes,
+                                    # 14 SM); None: the released dataset's K.
+  data_dir: str | None = "data/tfds"  # where `tfds build data/gqn` wrote the dataset.
+  train_split: str = "train"        # a TFDS split expression, e.g. "train[:1200]".
+  eval_split: str = "test"
+  worker_count: int = 0             # grain decoding processes; 0 decodes in threads.
 
 
 def _build(cls, section: Mapping[str, Any], where: str):
@@ -120,4 +158,31 @@ def optim_config(section: Mapping[str, Any]) -> OptimConfig:
     _require(0 <= value < 1, f"{w}.{name}", f"must lie in [0, 1); got {value!r}")
   _require(cfg.grad_clip_norm >= 0, f"{w}.grad_clip_norm",
            f"must be >= 0 (0 disables clipping); got {cfg.grad_clip_norm}")
+  return cfg
+
+
+def train_config(section: Mapping[str, Any]) -> TrainConfig:
+  """Builds and validates a TrainConfig from the ``train`` section (defaults where missing)."""
+  cfg = _build(TrainConfig, section, "config.train")
+  positive = ("batch_size", "num_steps", "log_every_steps", "checkpoint_every_steps",
+              "keep_checkpoints", "eval_batches", "image_scenes", "prior_samples")
+  for name in positive + ("eval_every_steps", "image_every_steps", "eval_batch_size", "seed"):
+    value, least = getattr(cfg, name), 1 if name in positive else 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+      kind = "positive" if least else "non-negative"
+      raise ConfigError(f"config.train.{name} must be a {kind} integer, got {value!r}")
+  return dataclasses.replace(cfg, eval_batch_size=cfg.eval_batch_size or cfg.batch_size)
+
+
+def data_config(section: Mapping[str, Any]) -> DataConfig:
+  """Builds and validates a DataConfig from the ``data`` section (defaults where missing)."""
+  if "dataset" not in section:
+    raise ConfigError("config.data.dataset is missing: a released dataset name or "
+                      "generated_<name>")
+  cfg = _build(DataConfig, section, "config.data")
+  views = cfg.max_context_views
+  _require(views is None or (isinstance(views, int) and views > 0),
+           "config.data.max_context_views", f"must be a positive integer or None, got {views!r}")
+  _require(isinstance(cfg.worker_count, int) and cfg.worker_count >= 0,
+           "config.data.worker_count", f"must be a non-negative integer, got {cfg.worker_count!r}")
   return cfg

@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from gqn_jax import allocator
+from gqn_jax import xla_flags
 from gqn_jax import cli
 
 FLAGS = flags.FLAGS
@@ -47,6 +48,7 @@ def define_flags(flag_values=FLAGS) -> None:
 
 def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
   """Runs the evaluation the flags describe; returns (results, JSON path written)."""
+  from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
   from gqn_jax.figures import scenes as scenes_lib  # pylint: disable=g-import-not-at-top
   if not flag_values.workdir:
@@ -56,7 +58,7 @@ def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
       raise app.UsageError(f"--{name} must be a positive integer, got {flag_values[name].value}")
   if flag_values.num_scenes < 0:
     raise app.UsageError(f"--num_scenes must be >= 0 (0: all), got {flag_values.num_scenes}")
-  checkpoint = evaluation.load_checkpoint(flag_values.workdir, flag_values.step)
+  checkpoint = checkpoints.load(flag_values.workdir, flag_values.step)
   config = checkpoint.config
   data_dir = flag_values.data_dir or config.data.get("data_dir")
   sigma = flag_values.sigma if flag_values.sigma is not None else config.optim.sigma_final
@@ -109,7 +111,9 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-evaluate``)."""
+  # CPU-only hosts, before JAX starts: tcmalloc and remat's barriers (both say why).
   allocator.use_tcmalloc()
+  xla_flags.keep_remat_barriers()
   define_flags()
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 

@@ -18,7 +18,7 @@ keeps the same K + 1 frames for every M (the first M of its K context views). So
 of one checkpoint give identical numbers, and the rows for different M differ only in the
 context.
 
-  run = evaluation.load_checkpoint("runs/demo")
+  run = checkpoints.load("runs/demo")
   batches, count = evaluation.held_out_batches(run.config, "test", data_dir, num_scenes=64,
                                                batch_size=8)
   mean = evaluation.mean_training_image(run.config, data_dir, scenes=100)
@@ -27,10 +27,8 @@ context.
   print(evaluation.format_table(results))
 """
 
-import dataclasses
 import functools
 import math
-import pathlib
 from typing import Any, Iterable, Mapping
 
 import dm_pix as pix
@@ -41,8 +39,7 @@ import numpy as np
 from gqn_jax import config as config_lib
 from gqn_jax import objective
 from gqn_jax.figures import scenes as scenes_lib
-from gqn_jax.model import GQN
-from gqn_jax.train_step import latent_noise
+from gqn_jax.model import GQN, latent_noise
 
 LN_2 = math.log(2.0)
 PREDICTORS = ("gqn", "nearest_view", "mean_image")
@@ -89,43 +86,6 @@ def nearest_view(context_images, context_poses, context_mask, query_pose):
   distance = jnp.where(context_mask, distance, jnp.inf)
   index = jnp.argmin(distance, axis=1)
   return jnp.take_along_axis(context_images, index[:, None, None, None, None], axis=1)[:, 0]
-
-
-# --- The model, used deterministically ----------------------------------------------------------
-
-class Inference:
-  """Jitted uses of one trained model: representations, and renderings of them from the prior.
-
-  Latent noise is passed in (``noise``), never drawn inside, so callers decide what is random.
-  """
-
-  def __init__(self, model_cfg: config_lib.ModelConfig, params):
-    self.config = model_cfg
-    self.params = params
-    model = GQN(model_cfg)
-    self.model = model
-    self._represent = jax.jit(lambda params, images, poses, mask: model.apply(
-        {"params": params}, images, poses, mask, method=GQN.represent))
-    self._render = jax.jit(lambda params, r, pose, noise: model.apply(
-        {"params": params}, r, pose, noise, method=_render_from_representation))
-
-  def represent(self, images, poses, mask=None):
-    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R]."""
-    if mask is None:
-      mask = np.ones(images.shape[:2], bool)
-    return self._represent(self.params, images, poses, mask)
-
-  def render(self, r, query_pose, noise):
-    """Observation means for query poses [B, 7] from representations r (z from the prior)."""
-    return self._render(self.params, r, query_pose, noise)
-
-  def noise(self, key, batch_size: int, offset: int = 0):
-    """[B, L, G, G, Z] standard normals; row b depends only on (key, offset + b)."""
-    return latent_noise(key, self.config, batch_size, offset)
-
-
-def _render_from_representation(module: GQN, r, query_pose, noise):
-  return module.generator(r, query_pose, None, noise)[0]
 
 
 # --- Held-out data --------------------------------------------------------------------------------
@@ -210,8 +170,7 @@ def _per_scene_metrics(model_cfg: config_lib.ModelConfig, samples: int):
     r = model.apply({"params": params}, images, poses, mask, method=GQN.represent)
 
     def sample(stream):
-      mean = model.apply({"params": params}, r, query_pose, noise(stream),
-                         method=_render_from_representation)
+      mean = model.apply({"params": params}, r, query_pose, noise(stream), method=GQN.render)
       return jnp.clip(mean, 0.0, 1.0)  # images are in [0, 1]; the Gaussian mean need not be.
 
     drawn = jax.lax.map(sample, jnp.arange(samples) + 1)  # [S, B, H, W, 3]
@@ -358,44 +317,3 @@ def format_table(results: dict) -> str:
       lines.append(f"KL per generator step (nats), {row['context_views']} views: "
                    + " ".join(f"{value:.2f}" for value in per_step["mean"]))
   return "\n".join(lines)
-
-
-# --- Checkpoints ---------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Checkpoint:
-  """A trained run, loaded for inference."""
-  workdir: pathlib.Path
-  step: int | None                      # the checkpoint's training step (None: not known).
-  config: Any                           # the run's resolved ml_collections.ConfigDict.
-  model_config: config_lib.ModelConfig
-  params: Any
-
-
-def load_checkpoint(workdir, step: int | None = None) -> Checkpoint:
-  """The run in ``workdir`` at ``step`` (default its latest checkpoint).
-
-  Raises FileNotFoundError naming the workdir when it is missing or holds no checkpoint (or
-  none at ``step``), ValueError when the parameters do not fit the config's model.
-  """
-  workdir = pathlib.Path(workdir)
-  if not workdir.is_dir():
-    raise FileNotFoundError(f"--workdir={workdir}: no such directory")
-  from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  # orbax wants absolute paths; the given one is kept for messages and records.
-  config, params = checkpoints.load_for_inference(workdir.resolve(), step)
-  if step is None:
-    step = _latest_step(checkpoints, workdir.resolve())
-  return Checkpoint(workdir, step, config, config_lib.model_config(config.model), params)
-
-
-def _latest_step(checkpoints, workdir) -> int | None:
-  """The step load_for_inference loads by default (for the record; None if it cannot tell)."""
-  try:
-    checkpointer = checkpoints.Checkpointer(workdir, read_only=True)
-  except Exception:  # pylint: disable=broad-except  (only a label is lost)
-    return None
-  try:
-    return checkpointer.latest_step()
-  finally:
-    checkpointer.close()

@@ -14,14 +14,10 @@ splits them between JAX processes, shuffles, batches and decodes::
 
 (with orbax: ``grain.checkpoint.CheckpointSave(iterator)`` / ``CheckpointRestore(iterator)``).
 
-Every batch is a dict of NumPy arrays with static shapes, so one compiled step serves every
-number of context views:
-
-* ``context_images`` float32 [B, K, H, W, 3] in [0, 1];
-* ``context_poses`` float32 [B, K, 7];
-* ``context_mask`` bool [B, K]: True for the M real views, which come first; the other K - M
-  views and poses are zeros;
-* ``query_image`` float32 [B, H, W, 3]; ``query_pose`` float32 [B, 7].
+Every batch is a dict of NumPy arrays of the model's batch contract (``model.batch_spec``),
+with static shapes (K context views), so one compiled step serves every number of context
+views: the mask is True for the M real views, which come first; the other K - M views and
+poses are zeros.
 
 B is the per-process batch, global_batch_size / jax.process_count(). Per batch, M ~ U{1..K}
 (the same M on every process) unless ``num_context_views`` fixes it; per scene, M + 1 distinct
@@ -31,7 +27,6 @@ resumed iterator yields exactly the batches of an uninterrupted run.
 """
 
 import dataclasses
-from typing import Any
 
 import grain
 import numpy as np
@@ -74,7 +69,7 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
     process_index, process_count: this process's share; default jax.process_index() and
       jax.process_count(). Process i reads scenes [i * n // P, (i + 1) * n // P) of the split.
   """
-  builder = _builder(name_or_builder, data_dir)
+  builder, source = open_split(name_or_builder, split, data_dir)
   layout = _layout(builder, max_context_views)
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
@@ -93,9 +88,6 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
   if image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
 
-  tfds = extras.require("tensorflow_datasets", "data", "reading the prepared TFDS dataset")
-  source = builder.as_data_source(
-      split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   records = len(source)
   start = process_index * records // process_count
   stop = (process_index + 1) * records // process_count
@@ -208,18 +200,32 @@ def _ensure_flags_parsed():
     flags.FLAGS.mark_as_parsed()
 
 
-def _builder(name_or_builder, data_dir):
-  if not isinstance(name_or_builder, str):
-    return name_or_builder
+def open_split(name_or_builder, split: str, data_dir=None):
+  """(TFDS builder, random-access source of serialized scenes) of a prepared split.
+
+  The one place the prepared ``gqn`` dataset is opened: batches here, whole scenes for
+  evaluation and figures (gqn_jax/figures/scenes.py). ``name_or_builder`` is as for
+  ``create_dataset``. Raises FileNotFoundError saying how to build a dataset that is not there.
+  """
   tfds = extras.require("tensorflow_datasets", "data", "reading the prepared TFDS dataset")
-  name = name_or_builder if "/" in name_or_builder else f"{TFDS_NAME}/{name_or_builder}"
+  builder = name_or_builder
+  if isinstance(name_or_builder, str):
+    name = name_or_builder if "/" in name_or_builder else f"{TFDS_NAME}/{name_or_builder}"
+    try:
+      builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # TFDS raises several types for "not prepared here".
+      raise FileNotFoundError(
+          f"no prepared TFDS dataset {name} under data_dir={data_dir} ({error}). Build it "
+          f"with\n  tfds build data/gqn --config={name.split('/')[1].split(':')[0]} "
+          f"--data_dir={data_dir or '<data_dir>'} --file_format=array_record") from None
   try:
-    return tfds.builder(name, data_dir=data_dir)
-  except Exception as error:  # TFDS raises several types for "not prepared here".
-    raise FileNotFoundError(
-        f"no prepared TFDS dataset {name} under data_dir={data_dir} ({error}). Build it with\n"
-        f"  tfds build data/gqn --config={name.split('/')[1].split(':')[0]} "
-        f"--data_dir={data_dir or '<data_dir>'} --file_format=array_record") from None
+    source = builder.as_data_source(
+        split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  except Exception as error:  # e.g. a split that was not prepared.
+    raise FileNotFoundError(f"no prepared split {split} of TFDS dataset "
+                            f"{builder.info.full_name} under data_dir={data_dir}: "
+                            f"{error}") from None
+  return builder, source
 
 
 def _layout(builder, max_context_views: int | None) -> Layout:
@@ -238,16 +244,3 @@ def _layout(builder, max_context_views: int | None) -> Layout:
         f"max_context_views={max_context_views} must be in 1..{shape[0] - 1}: {where} has "
         f"{shape[0]} frames per scene and the query must be a frame distinct from the context")
   return Layout(int(shape[0]), int(shape[1]), int(max_context_views), where)
-
-
-def batch_spec(batch_size: int, max_context_views: int, image_size: int) -> dict[str, Any]:
-  """Shapes and dtypes of one batch, e.g. to initialize a model before data arrives."""
-  size, views = image_size, max_context_views
-  return {
-      "context_images": ((batch_size, views, size, size, 3), np.float32),
-      "context_poses": ((batch_size, views, poses.POSE_DIM), np.float32),
-      "context_mask": ((batch_size, views), np.bool_),
-      "query_image": ((batch_size, size, size, 3), np.float32),
-      "query_pose": ((batch_size, poses.POSE_DIM), np.float32),
-  }
-

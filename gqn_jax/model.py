@@ -4,20 +4,65 @@ Three modes, all pure functions of (params, inputs, rng):
 
 * ``GQN.__call__`` (training): z drawn from the posterior; returns the ELBO's per-example terms.
 * ``GQN.reconstruct``: the same pass, returning only the observation mean.
-* ``GQN.generate``: z drawn from the prior, for any query pose; no target image needed.
+* ``GQN.generate``: z drawn from the prior, for any query pose; no target image needed. It is
+  ``GQN.render(GQN.represent(context), query_pose)``: compute r once (``represent``) and render
+  it from as many poses and noise draws as wanted (``render``), as the trainer's pictures,
+  evaluation and the figures do.
 
 Latent noise comes from the ``'sample'`` rng stream, or is passed in as ``noise``
-[B, L, G, G, Z] (the trainer does, so that each example's noise depends on the example, not on
-how the batch is split over devices).
+[B, L, G, G, Z] (``latent_noise``: each scene's noise depends on the scene's index, not on how
+the batch is split over devices).
+
+The batch contract, one dict of arrays (``batch_spec``; the input pipeline yields it, and
+``dummy_batch`` makes one of zeros)::
+
+  context_images [B, M, H, W, 3] in [0, 1]   context_poses [B, M, 7]
+  context_mask   [B, M] bool (padded views False, after the real ones)
+  query_image    [B, H, W, 3] in [0, 1]      query_pose    [B, 7]
 """
 
+from typing import Any, Mapping
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gqn_jax import objective
 from gqn_jax.config import ModelConfig
 from gqn_jax.generator import Generator
+from gqn_jax.poses import POSE_DIM
 from gqn_jax.representation import Representation
+
+Batch = Mapping[str, jax.Array]
+
+
+def batch_spec(batch_size: int, context_views: int, image_size: int) -> dict[str, Any]:
+  """{name: (shape, dtype)} of one batch of the contract above."""
+  size, views = image_size, context_views
+  return {
+      "context_images": ((batch_size, views, size, size, 3), np.float32),
+      "context_poses": ((batch_size, views, POSE_DIM), np.float32),
+      "context_mask": ((batch_size, views), np.bool_),
+      "query_image": ((batch_size, size, size, 3), np.float32),
+      "query_pose": ((batch_size, POSE_DIM), np.float32),
+  }
+
+
+def dummy_batch(model_cfg: ModelConfig, batch_size: int = 1, context_views: int = 1) -> Batch:
+  """A batch of zeros (all views real), for initialisation and shape checks."""
+  spec = batch_spec(batch_size, context_views, model_cfg.image_size)
+  return {name: (jnp.ones if dtype == np.bool_ else jnp.zeros)(shape, dtype)
+          for name, (shape, dtype) in spec.items()}
+
+
+def latent_noise(key, model_cfg: ModelConfig, batch_size: int, offset=0):
+  """[B, L, G, G, Z] standard normals; scene b's depends only on (key, offset + b)."""
+  grid = model_cfg.grid_size
+  shape = (model_cfg.steps, grid, grid, model_cfg.latent_channels)
+  indices = offset + jnp.arange(batch_size)
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+  return jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
 
 
 class GQN(nn.Module):
@@ -32,6 +77,10 @@ class GQN(nn.Module):
     """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R]."""
     return self.representation(context_images, context_poses, context_mask)
 
+  def render(self, r, query_pose, noise=None):
+    """Observation mean [B, H, W, 3] for query poses [B, 7] from r, with z from the prior."""
+    return self.generator(r, query_pose, None, noise)[0]
+
   def __call__(self, context_images, context_poses, query_pose, query_image, sigma,
                context_mask=None, noise=None) -> objective.ElboTerms:
     """Training pass: the negative ELBO's terms for each scene of the batch."""
@@ -43,6 +92,11 @@ class GQN(nn.Module):
         kl_per_step=kl_per_step,
         mean=mean)
 
+  def elbo_terms(self, batch: Batch, sigma, noise=None) -> objective.ElboTerms:
+    """``__call__`` on a batch of the contract above."""
+    return self(batch["context_images"], batch["context_poses"], batch["query_pose"],
+                batch["query_image"], sigma, batch.get("context_mask"), noise)
+
   def reconstruct(self, context_images, context_poses, query_pose, query_image,
                   context_mask=None, noise=None):
     """Observation mean with z from the posterior: [B, H, W, 3]."""
@@ -51,5 +105,35 @@ class GQN(nn.Module):
 
   def generate(self, context_images, context_poses, query_pose, context_mask=None, noise=None):
     """Observation mean with z from the prior, for a query pose alone: [B, H, W, 3]."""
-    r = self.represent(context_images, context_poses, context_mask)
-    return self.generator(r, query_pose, None, noise)[0]
+    return self.render(self.represent(context_images, context_poses, context_mask), query_pose,
+                       noise)
+
+
+class Inference:
+  """A trained model's ``represent`` and ``render``, jitted, with its parameters bound (figures).
+
+  Latent noise is passed in (``noise``), never drawn inside, so callers decide what is random.
+  """
+
+  def __init__(self, model_cfg: ModelConfig, params):
+    self.config = model_cfg
+    self.params = params
+    model = GQN(model_cfg)
+    self._represent = jax.jit(lambda params, images, poses, mask: model.apply(
+        {"params": params}, images, poses, mask, method=GQN.represent))
+    self._render = jax.jit(lambda params, r, pose, noise: model.apply(
+        {"params": params}, r, pose, noise, method=GQN.render))
+
+  def represent(self, images, poses, mask=None):
+    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R]."""
+    if mask is None:
+      mask = jnp.ones(images.shape[:2], bool)
+    return self._represent(self.params, images, poses, mask)
+
+  def render(self, r, query_pose, noise):
+    """Observation means for query poses [B, 7] from representations r (z from the prior)."""
+    return self._render(self.params, r, query_pose, noise)
+
+  def noise(self, key, batch_size: int, offset: int = 0):
+    """[B, L, G, G, Z] standard normals; row b depends only on (key, offset + b)."""
+    return latent_noise(key, self.config, batch_size, offset)

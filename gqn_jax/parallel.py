@@ -1,15 +1,13 @@
-"""Data parallelism over every device of every process: one mesh axis, ``data``.
+"""Processes and meshes: one mesh axis, ``data``, over every device of every process.
 
 The training state is replicated on all devices; each global batch is split on its leading
-(scene) axis. The step is ``train_step.make_train_step(axis_name='data')``, the per-device body,
-mapped over the mesh with ``jax.shard_map`` (the successor of ``pmap``) and jitted with the old
-state donated::
+(scene) axis. The program that runs on the mesh is ``train_step.make_train_step``::
 
   parallel.initialize()                          # before anything else touches JAX
   mesh = parallel.data_mesh()
   with jax.set_mesh(mesh):
     state = parallel.replicate(state, mesh)
-    step = parallel.train_step(model, optim_cfg, mesh)
+    step = train_step.make_train_step(model, optim_cfg, mesh)
     for local_batch in batches:                  # this process's rows of the global batch
       state, metrics = step(state, parallel.shard_batch(local_batch, mesh), rng)
 
@@ -19,16 +17,12 @@ cluster (SLURM, Open MPI, Cloud TPU pods).
 """
 
 import os
-from typing import Any, Callable, Literal
+from typing import Literal
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-
-from gqn_jax import train_step as train_step_lib
-from gqn_jax.config import OptimConfig
-from gqn_jax.model import GQN
 
 DATA_AXIS = "data"
 DistributedMode = Literal["auto", "on", "off"]
@@ -131,30 +125,3 @@ def shard_batch(local_batch, mesh):
         sharding, x, (x.shape[0] * processes,) + x.shape[1:])
 
   return jax.tree.map(to_global, local_batch)
-
-
-def data_parallel(per_device_fn: Callable, mesh, batch_argnums: tuple[int, ...],
-                  num_args: int, donate_argnums: tuple[int, ...] = ()) -> Callable:
-  """Jits ``per_device_fn`` mapped over the mesh: arguments in ``batch_argnums`` are split on
-  their leading axis, all others and all outputs are replicated.
-
-  The function must make replicated outputs agree across devices itself (``pmean``), as the
-  train step does. ``check_vma`` is off because the per-device code follows pmap's model:
-  values computed from the local shard are averaged explicitly, and the model's scan carries
-  start as constants that JAX's varying-axis check would otherwise have to be told about.
-  """
-  in_specs = tuple(P(DATA_AXIS) if i in batch_argnums else P() for i in range(num_args))
-  mapped = jax.shard_map(per_device_fn, mesh=mesh, in_specs=in_specs, out_specs=P(),
-                         check_vma=False)
-  return jax.jit(mapped, donate_argnums=donate_argnums)
-
-
-def train_step(model: GQN, optim_cfg: OptimConfig, mesh) -> Callable[..., tuple[Any, dict]]:
-  """(replicated state, sharded global batch, rng) -> (new state, metrics), all devices.
-
-  Gradients and metrics are averaged over the mesh, and each device draws the latent noise of
-  its own scenes (by their global index), so the result equals the single-device step on the
-  whole batch up to float summation order.
-  """
-  per_device = train_step_lib.make_train_step(model, optim_cfg, axis_name=DATA_AXIS)
-  return data_parallel(per_device, mesh, batch_argnums=(1,), num_args=3, donate_argnums=(0,))

@@ -53,7 +53,7 @@ def define_flags(flag_values=FLAGS) -> None:
 
 def request_from_flags(figure: str, flag_values=FLAGS):
   """Checks the flags, loads the checkpoint if the figure needs one; a figures.common.Request."""
-  from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from gqn_jax.figures import common  # pylint: disable=g-import-not-at-top
   for name in ("workdir", "output"):
     if not flag_values[name].value:
@@ -61,7 +61,7 @@ def request_from_flags(figure: str, flag_values=FLAGS):
   workdir = pathlib.Path(flag_values.workdir)
   checkpoint = None
   if figure in figures.NEEDS_CHECKPOINT:
-    checkpoint = evaluation.load_checkpoint(workdir, flag_values.step)
+    checkpoint = checkpoints.load(workdir, flag_values.step)
   elif not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir}: no such directory")
   data_dir = flag_values.data_dir

@@ -20,6 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from gqn_jax import allocator
+from gqn_jax import xla_flags
 from gqn_jax import cli
 from gqn_jax import parallel
 
@@ -78,7 +79,9 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-train``)."""
+  # CPU-only hosts, before JAX starts: tcmalloc and remat's barriers (both say why).
   allocator.use_tcmalloc()
+  xla_flags.keep_remat_barriers()
   flags.mark_flags_as_required(["config", "workdir"])
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 

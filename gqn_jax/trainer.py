@@ -4,16 +4,18 @@ Data-parallel over all devices of all processes (``parallel``), resumable exactl
 (``checkpoints``), logged to TensorBoard with images (``logging_utils``). The loop:
 
   restore the latest checkpoint of the workdir, or initialise from config.train.seed
-  for each step: this process's batch -> global batch -> jitted step -> metrics to host
-    stop on a non-finite loss (the last good checkpoint stays the latest)
+  for each step: this process's batch -> global batch -> the train step program
+    metrics come to the host at log steps and before the state is read (evaluation,
+    pictures, checkpoints): there the run stops on a non-finite loss, naming its step
+    (the last good checkpoint stays the latest)
     every log_every_steps: mean metrics, steps/s, scenes/s to TensorBoard and the progress bar
     every eval_every_steps: mean ELBO terms over eval_batches test batches, at sigma_final
     every image_every_steps: context views | query | reconstruction | prior samples
     every checkpoint_every_steps (and at eval steps when keeping the best, and at the end):
       asynchronous save of state, data-iterator state and config
 
-Fields this loop reads beyond model/optim are documented in gqn_jax/configs/paper.py; a config
-that lacks some gets paper.py's values (TRAIN_DEFAULTS, DATA_DEFAULTS).
+The fields this loop reads are config.train and config.data: ``config.TrainConfig`` and
+``config.DataConfig``, where each is documented with its default.
 """
 
 import dataclasses
@@ -33,77 +35,10 @@ from gqn_jax import config as config_lib
 from gqn_jax import logging_utils
 from gqn_jax import parallel
 from gqn_jax import train_step as ts
-from gqn_jax.configs import paper
 from gqn_jax.model import GQN
-
-# The loop's fields and their defaults are those of the paper config, where each is
-# documented; a config without some of them (an older file, say) gets these values.
-_PAPER = paper.get_config()
-TRAIN_DEFAULTS = _PAPER.train.to_dict()
-# dataset and max_context_views have no default: every config names its data.
-DATA_DEFAULTS = {name: value for name, value in _PAPER.data.to_dict().items()
-                 if name not in ("dataset", "max_context_views")}
-
-
-def with_training_fields(config):
-  """Adds the loop's fields that ``config`` lacks, at their defaults, and returns it.
-
-  Config files call it so that every field the loop reads can be set on the command line
-  (``--config.train.eval_every_steps=500``); fields already there keep their values.
-  """
-  for section, defaults in (("train", TRAIN_DEFAULTS), ("data", DATA_DEFAULTS)):
-    for name, value in defaults.items():
-      if name not in config[section]:
-        config[section][name] = value
-  return config
-
 
 class NonFiniteLossError(FloatingPointError):
   """The loss of a step was NaN or infinite; the run stopped before saving that state."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """config.train and config.data fields the loop reads, defaults filled in, validated."""
-  batch_size: int
-  num_steps: int
-  seed: int
-  log_every_steps: int
-  checkpoint_every_steps: int
-  keep_checkpoints: int
-  keep_best_checkpoint: bool
-  eval_every_steps: int
-  eval_batches: int
-  eval_batch_size: int
-  image_every_steps: int
-  image_scenes: int
-  prior_samples: int
-  progress_bar: bool
-  dataset: str
-  max_context_views: int | None
-  data_dir: str | None
-  train_split: str
-  eval_split: str
-  worker_count: int
-
-
-def settings(config) -> Settings:
-  """Reads the loop's fields (defaults where missing); errors name the config field."""
-  train = {k: config.get("train", {}).get(k, v) for k, v in TRAIN_DEFAULTS.items()}
-  data = {k: config.get("data", {}).get(k, v) for k, v in DATA_DEFAULTS.items()}
-  positive = ("batch_size", "num_steps", "log_every_steps", "checkpoint_every_steps",
-              "keep_checkpoints", "eval_batches", "image_scenes", "prior_samples")
-  for name in positive + ("eval_every_steps", "image_every_steps", "eval_batch_size", "seed"):
-    value, least = train[name], 1 if name in positive else 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-      kind = "positive" if least else "non-negative"
-      raise config_lib.ConfigError(f"config.train.{name} must be a {kind} integer, got {value!r}")
-  if "dataset" not in config.get("data", {}):
-    raise config_lib.ConfigError("config.data.dataset is missing: a released dataset name or "
-                                 "generated_<name>")
-  train["eval_batch_size"] = train["eval_batch_size"] or train["batch_size"]
-  return Settings(**train, **data, dataset=config.data.dataset,
-                  max_context_views=config.data.get("max_context_views"))
 
 
 @dataclasses.dataclass
@@ -119,25 +54,29 @@ class Data:
   images: Mapping[str, np.ndarray] | None
 
 
-def make_data(s: Settings, model_cfg: config_lib.ModelConfig) -> Data:
-  """Data from the prepared TFDS ``gqn`` dataset ``s.dataset`` (input_pipeline)."""
+def make_data(train_cfg: config_lib.TrainConfig, data_cfg: config_lib.DataConfig,
+              model_cfg: config_lib.ModelConfig) -> Data:
+  """Data from the prepared TFDS ``gqn`` dataset ``data_cfg.dataset`` (input_pipeline)."""
   from gqn_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  common = dict(data_dir=s.data_dir, image_size=model_cfg.image_size,
-                max_context_views=s.max_context_views, pose_order=model_cfg.pose_order,
-                seed=s.seed)
-  train = input_pipeline.create_dataset(s.dataset, s.train_split, global_batch_size=s.batch_size,
-                                        worker_count=s.worker_count, **common)
+  common = dict(data_dir=data_cfg.data_dir, image_size=model_cfg.image_size,
+                max_context_views=data_cfg.max_context_views, pose_order=model_cfg.pose_order,
+                seed=train_cfg.seed)
+  train = input_pipeline.create_dataset(
+      data_cfg.dataset, data_cfg.train_split, global_batch_size=train_cfg.batch_size,
+      worker_count=data_cfg.worker_count, **common)
   evaluate = None
-  if s.eval_every_steps:
+  if train_cfg.eval_every_steps:
     eval_dataset = input_pipeline.create_dataset(
-        s.dataset, s.eval_split, global_batch_size=s.eval_batch_size, shuffle=False, **common)
-    evaluate = lambda: _take(eval_dataset, s.eval_batches)
+        data_cfg.dataset, data_cfg.eval_split, global_batch_size=train_cfg.eval_batch_size,
+        shuffle=False, **common)
+    evaluate = lambda: _take(eval_dataset, train_cfg.eval_batches)
   images = None
-  if s.image_every_steps and jax.process_index() == 0:
+  if train_cfg.image_every_steps and jax.process_index() == 0:
     # All context views, so that the picture shows the model at its best; this process only.
     picture_dataset = input_pipeline.create_dataset(
-        s.dataset, s.eval_split, global_batch_size=s.image_scenes, shuffle=False,
-        num_context_views=s.max_context_views, process_index=0, process_count=1, **common)
+        data_cfg.dataset, data_cfg.eval_split, global_batch_size=train_cfg.image_scenes,
+        shuffle=False, num_context_views=data_cfg.max_context_views, process_index=0,
+        process_count=1, **common)
     images = next(iter(picture_dataset))
   _keep_tensorflow_off_accelerators()
   return Data(train=train, eval=evaluate, images=images)
@@ -154,26 +93,12 @@ def _keep_tensorflow_off_accelerators():
     sys.modules["tensorflow"].config.set_visible_devices([], "GPU")
 
 
-def make_eval_step(model: GQN, sigma: float, mesh):
-  """(params, sharded batch, rng, batch index) -> mean ELBO terms over the global batch."""
-
-  def per_device(params, batch, rng, index):
-    size = batch["query_image"].shape[0]
-    offset = jax.lax.axis_index(parallel.DATA_AXIS) * size
-    noise = ts.latent_noise(jax.random.fold_in(rng, index), model.config, size, offset)
-    terms = ts.elbo_terms(model, params, batch, sigma, noise)
-    metrics = {"loss": jnp.mean(terms.loss), "nll": jnp.mean(terms.nll),
-               "kl": jnp.mean(terms.kl)}
-    return jax.lax.pmean(metrics, parallel.DATA_AXIS)
-
-  return parallel.data_parallel(per_device, mesh, batch_argnums=(1,), num_args=4)
-
-
 def make_render(model: GQN, samples: int, seed: int):
   """Jitted (params, batch, step) -> (reconstruction [B,H,W,3], prior samples [S,B,H,W,3]).
 
-  The key is made inside from (seed, step): process 0 renders alone, so it may not use keys
-  that live on the global mesh.
+  r is computed once and rendered ``samples`` times (``GQN.render``). The key is made inside
+  from (seed, step): process 0 renders alone, so it may not use keys that live on the global
+  mesh.
   """
 
   @jax.jit
@@ -185,8 +110,9 @@ def make_render(model: GQN, samples: int, seed: int):
         variables, batch["context_images"], batch["context_poses"], batch["query_pose"],
         batch["query_image"], batch["context_mask"], method=GQN.reconstruct,
         rngs={"sample": keys[0]})
-    priors = [model.apply(variables, batch["context_images"], batch["context_poses"],
-                          batch["query_pose"], batch["context_mask"], method=GQN.generate,
+    r = model.apply(variables, batch["context_images"], batch["context_poses"],
+                    batch["context_mask"], method=GQN.represent)
+    priors = [model.apply(variables, r, batch["query_pose"], method=GQN.render,
                           rngs={"sample": key}) for key in keys[1:]]
     return reconstruction, jnp.stack(priors)
 
@@ -212,8 +138,10 @@ def _mean(history: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
 class _Loop:
   """State shared by the steps of one run (kept out of train_and_evaluate for length)."""
 
-  def __init__(self, config, workdir, s: Settings, model: GQN, mesh, data: Data):
-    self.config, self.s, self.model, self.mesh, self.data = config, s, model, mesh, data
+  def __init__(self, config, workdir, train_cfg: config_lib.TrainConfig, model: GQN, mesh,
+               data: Data):
+    self.config, self.train_cfg, self.model = config, train_cfg, model
+    self.mesh, self.data = mesh, data
     self.workdir = epath.Path(workdir)
     self.is_main = jax.process_index() == 0
     self.writer = logging_utils.SummaryWriter(self.workdir / "tensorboard", self.is_main)
@@ -262,17 +190,18 @@ def train_and_evaluate(config, workdir, data: Data | None = None) -> dict[str, A
   """
   model_cfg = config_lib.model_config(config.model)
   optim_cfg = config_lib.optim_config(config.optim)
-  s = settings(config)
+  train_cfg = config_lib.train_config(config.get("train", {}))
+  data_cfg = config_lib.data_config(config.get("data", {}))
   mesh = parallel.data_mesh()
-  parallel.check_batch_size(s.batch_size, mesh)
-  if s.eval_every_steps:
-    parallel.check_batch_size(s.eval_batch_size, mesh, "config.train.eval_batch_size")
+  parallel.check_batch_size(train_cfg.batch_size, mesh)
+  if train_cfg.eval_every_steps:
+    parallel.check_batch_size(train_cfg.eval_batch_size, mesh, "config.train.eval_batch_size")
   model = GQN(model_cfg)
   with jax.set_mesh(mesh):
-    data = data or make_data(s, model_cfg)
-    loop = _Loop(config, workdir, s, model, mesh, data)
-    checkpointer = checkpoints.Checkpointer(workdir, max_to_keep=s.keep_checkpoints,
-                                            keep_best=s.keep_best_checkpoint)
+    data = data or make_data(train_cfg, data_cfg, model_cfg)
+    loop = _Loop(config, workdir, train_cfg, model, mesh, data)
+    checkpointer = checkpoints.Checkpointer(workdir, max_to_keep=train_cfg.keep_checkpoints,
+                                            keep_best=train_cfg.keep_best_checkpoint)
     try:
       return _run(loop, checkpointer, optim_cfg)
     finally:
@@ -282,10 +211,11 @@ def train_and_evaluate(config, workdir, data: Data | None = None) -> dict[str, A
 
 
 def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict[str, Any]:
-  s, model, mesh, config = loop.s, loop.model, loop.mesh, loop.config
+  train_cfg, model, mesh, config = loop.train_cfg, loop.model, loop.mesh, loop.config
   replicated = parallel.replicated(mesh)
   init_rng, train_rng, eval_rng = jax.jit(
-      lambda: tuple(jax.random.split(jax.random.key(s.seed), 3)), out_shardings=replicated)()
+      lambda: tuple(jax.random.split(jax.random.key(train_cfg.seed), 3)),
+      out_shardings=replicated)()
   train_iterator = iter(loop.data.train)
   latest = checkpointer.latest_step()
   if latest is None:
@@ -297,50 +227,66 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
     logging.info("restored %s/%d", checkpointer.directory, latest)
   checkpoints.write_config(loop.workdir, config)
   start = int(jax.device_get(state.step))
-  step_fn = parallel.train_step(model, optim_cfg, mesh)
-  eval_step = (make_eval_step(model, optim_cfg.sigma_final, mesh)
-               if s.eval_every_steps and loop.data.eval else None)
-  render = (make_render(model, s.prior_samples, s.seed)
-            if s.image_every_steps and loop.data.images is not None else None)
+  step_fn = ts.make_train_step(model, optim_cfg, mesh)
+  eval_step = (ts.make_eval_step(model, optim_cfg.sigma_final, mesh)
+               if train_cfg.eval_every_steps and loop.data.eval else None)
+  render = (make_render(model, train_cfg.prior_samples, train_cfg.seed)
+            if train_cfg.image_every_steps and loop.data.images is not None else None)
   result = {"step": start, "train": None, "eval": None, "image": None,
             "steps_per_second": None, "state": state}
   saved = latest
-  history = []
-  progress = tqdm.tqdm(total=s.num_steps, initial=start, unit="step", dynamic_ncols=True,
-                       disable=not (loop.is_main and s.progress_bar), desc="train")
-  # Rates count the time spent reading batches and stepping only: not the first step (it
-  # compiles), evaluations, pictures or checkpoints.
-  interval_steps, interval_seconds = 0, 0.0
-  try:
-    for step in range(start, s.num_steps):
-      began = time.perf_counter()
-      batch = parallel.shard_batch(next(train_iterator), mesh)
-      state, metrics = step_fn(state, batch, train_rng)
-      metrics = jax.device_get(metrics)  # also the point where this step has finished.
-      if step > start:
-        interval_steps += 1
-        interval_seconds += time.perf_counter() - began
-      done = step + 1
+  pending = []  # this step's and earlier steps' metrics, still on the devices.
+  history = []  # fetched metrics of the steps since the last log.
+  progress = tqdm.tqdm(total=train_cfg.num_steps, initial=start, unit="step", dynamic_ncols=True,
+                       disable=not (loop.is_main and train_cfg.progress_bar), desc="train")
+
+  def fetch(done: int) -> None:
+    """Brings the pending metrics to the host (a device sync, so only when they are needed:
+    at log steps and before anything reads the state), stopping on a non-finite loss."""
+    fetched = jax.device_get(pending)
+    pending.clear()
+    for bad, metrics in enumerate(fetched, start=done - len(fetched) + 1):
       if not np.isfinite(metrics["loss"]):
         checkpointer.wait_until_finished()
         where = (f"the last good checkpoint is step {saved}, in {checkpointer.directory}"
                  if saved is not None else "no checkpoint was written")
         raise NonFiniteLossError(
-            f"non-finite loss ({metrics['loss']}) at step {done} (the update from step "
-            f"{step}'s state); training stopped and this state was not saved; {where}")
-      history.append(metrics)
+            f"non-finite loss ({metrics['loss']}) at step {bad} (the update from step "
+            f"{bad - 1}'s state); training stopped and this state was not saved; {where}")
+    history.extend(fetched)
+
+  # Rates count the time spent reading batches and stepping only: not the first step (it
+  # compiles), evaluations, pictures or checkpoints. Each of those ends in a sync, after which
+  # the interval starts afresh.
+  interval_steps, interval_began = 0, time.perf_counter()
+  try:
+    for step in range(start, train_cfg.num_steps):
+      batch = parallel.shard_batch(next(train_iterator), mesh)
+      state, metrics = step_fn(state, batch, train_rng)
+      pending.append(metrics)
       progress.update(1)
-      last = done == s.num_steps
-      if done % s.log_every_steps == 0 or last:
+      done = step + 1
+      last = done == train_cfg.num_steps
+      log = done % train_cfg.log_every_steps == 0 or last
+      evaluate = eval_step is not None and (done % train_cfg.eval_every_steps == 0 or last)
+      picture = render is not None and (done % train_cfg.image_every_steps == 0 or last)
+      preempted = checkpointer.reached_preemption(done)
+      save = (done % train_cfg.checkpoint_every_steps == 0 or last or preempted
+              or (evaluate and train_cfg.keep_best_checkpoint))
+      if step == start or log or evaluate or picture or save:
+        fetch(done)
+      if step > start:
+        interval_steps += 1
+      if log:
         means = _mean(history)
-        history = []
+        history.clear()
         rates = {}
+        interval_seconds = time.perf_counter() - interval_began
         if interval_steps and interval_seconds > 0:
           steps_per_second = interval_steps / interval_seconds
           rates = {"perf/steps_per_second": steps_per_second,
-                   "perf/scenes_per_second": steps_per_second * s.batch_size}
+                   "perf/scenes_per_second": steps_per_second * train_cfg.batch_size}
           result["steps_per_second"] = steps_per_second
-        interval_steps, interval_seconds = 0, 0.0
         loop.writer.scalars(done, {**_scalars("train", means), **rates})
         result["train"] = {k: v.tolist() for k, v in means.items()}
         progress.set_postfix(loss=f"{float(means['loss']):.1f}",
@@ -348,17 +294,15 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
         logging.info("step %d: loss %.2f nll %.2f kl %.3f", done, means["loss"], means["nll"],
                      means["kl"])
       eval_loss = None
-      if eval_step is not None and (done % s.eval_every_steps == 0 or last):
+      if evaluate:
         result["eval"] = loop.evaluate(eval_step, state.params, eval_rng)
         eval_loss = result["eval"]["loss"]
         loop.writer.scalars(done, _scalars("eval", result["eval"]))
         logging.info("step %d: eval loss %.2f", done, eval_loss)
-      if render is not None and (done % s.image_every_steps == 0 or last):
+      if picture:
         loop.images(render, state, done)
         result["image"] = str(loop.last_image) if loop.last_image else None
-      preempted = checkpointer.reached_preemption(done)
-      if (done % s.checkpoint_every_steps == 0 or last or preempted
-          or (eval_loss is not None and s.keep_best_checkpoint)):
+      if save:
         checkpointer.save(done, state, config, train_iterator, eval_loss)
         saved = done
       loop.writer.flush()
@@ -366,6 +310,8 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
       if preempted:
         logging.warning("preemption signalled: saved step %d and stopped", done)
         break
+      if step == start or log or evaluate or picture or save:
+        interval_steps, interval_began = 0, time.perf_counter()
   finally:
     progress.close()
   return result

@@ -12,14 +12,14 @@ Disabling that one pass keeps the barriers. The GPU and TPU pipelines run the sa
 at their end, after every CSE, so they need no flag; it is set only where JAX can run on nothing
 but the CPU (``JAX_PLATFORMS=cpu``, or no GPU or TPU plugin installed), to leave accelerator
 compilers exactly as they ship. XLA reads ``XLA_FLAGS`` once, when JAX first starts a backend,
-so ``keep_remat_barriers`` runs when ``gqn_jax`` is imported: import it before running any JAX
-computation. The pass list is appended to one the user already gives
-(``--xla_disable_hlo_passes=a,b``).
+so ``keep_remat_barriers`` must run before any JAX computation: the command-line entry points
+(gqn-train, gqn-evaluate, the benchmarks) call it first thing, and so should any other program
+that wants remat to save memory on the CPU. Importing gqn_jax sets nothing. The pass list is
+appended to one the user already gives (``--xla_disable_hlo_passes=a,b``).
 """
 
 import importlib.metadata
 import os
-import warnings
 
 PASS = "cse_barrier_expander"
 _FLAG = "--xla_disable_hlo_passes="
@@ -41,7 +41,7 @@ def with_barriers_kept(xla_flags: str) -> str:
 _ACCELERATOR_DISTRIBUTIONS = ("jax-cuda", "jax-rocm", "libtpu")
 
 
-def _installed_distributions() -> list[str]:
+def installed_distributions() -> list[str]:
   return [(d.metadata["Name"] or "").lower().replace("_", "-")
           for d in importlib.metadata.distributions()]
 
@@ -54,25 +54,13 @@ def cpu_only(jax_platforms: str, distributions: list[str]) -> bool:
   return not any(name.startswith(_ACCELERATOR_DISTRIBUTIONS) for name in distributions)
 
 
-def _backends_started() -> bool:
-  """Whether JAX has started a backend (and so read XLA_FLAGS); False where JAX cannot say."""
-  try:
-    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
-    return xla_bridge.backends_are_initialized()
-  except (ImportError, AttributeError):  # a private API: absent in some JAX version
-    return False
+def on_cpu_only() -> bool:
+  """``cpu_only`` for this process's environment and installed distributions."""
+  return cpu_only(os.environ.get("JAX_PLATFORMS", ""), installed_distributions())
 
 
 def keep_remat_barriers() -> None:
   """Adds the flag to this process's ``XLA_FLAGS`` (inherited by its child processes) where JAX
-  can only run on the CPU; warns if JAX has already read them."""
-  if not cpu_only(os.environ.get("JAX_PLATFORMS", ""), _installed_distributions()):
-    return
-  flags = os.environ.get("XLA_FLAGS", "")
-  if PASS not in flags and _backends_started():
-    warnings.warn(
-        "gqn_jax was imported after JAX started its CPU backend, so XLA will not see "
-        f"--xla_disable_hlo_passes={PASS} and remat=True saves little memory on the CPU. "
-        "Import gqn_jax before running any JAX computation, or set that flag in XLA_FLAGS "
-        "before starting Python.", stacklevel=3)
-  os.environ["XLA_FLAGS"] = with_barriers_kept(flags)
+  can only run on the CPU. Call it before JAX starts a backend: XLA reads the flags once."""
+  if on_cpu_only():
+    os.environ["XLA_FLAGS"] = with_barriers_kept(os.environ.get("XLA_FLAGS", ""))

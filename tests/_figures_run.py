@@ -17,6 +17,7 @@ import numpy as np
 import _data_builder
 from conftest import random_batch, tiny_model_config, tiny_optim_config
 from gqn_jax import checkpoints
+from gqn_jax import parallel
 from gqn_jax import train_step
 from gqn_jax.configs import tiny
 from gqn_jax.model import GQN
@@ -47,7 +48,7 @@ def trained_state(steps: int = TRAIN_STEPS) -> train_step.TrainState:
   model = GQN(model_cfg)
   state = jax.jit(lambda key: train_step.create_train_state(model, optim_cfg, key))(
       jax.random.key(0))
-  step = train_step.jit_train_step(model, optim_cfg)
+  step = train_step.make_train_step(model, optim_cfg, parallel.data_mesh(jax.devices()[:1]))
   for index in range(steps):
     state, _ = step(state, random_batch(model_cfg, jax.random.key(10 + index), 4, 3),
                     jax.random.key(1))

@@ -1,8 +1,8 @@
 """Subprocess of tests/test_parallel.py: the data-parallel step on 8 devices vs 1 device.
 
 Run with 8 simulated CPU devices (XLA_FLAGS, set by the caller before JAX starts). Takes two
-steps on the same global batches with the single-device step (train_step.jit_train_step) and
-with parallel.train_step over all 8 devices, prints the largest differences as JSON, and
+steps on the same global batches with the train step program (train_step.make_train_step) on
+a one-device mesh and on a mesh of all 8 devices, prints the largest differences as JSON, and
 saves the 8-device state (a checkpoint and a .npz of its parameters) in argv[1] for the test
 that restores it onto one device.
 """
@@ -35,7 +35,7 @@ def main(workdir: pathlib.Path):
   rng = jax.random.key(1)
 
   single = ts.create_train_state(model, optim_cfg, jax.random.key(0))
-  single_step = ts.jit_train_step(model, optim_cfg)
+  single_step = ts.make_train_step(model, optim_cfg, parallel.data_mesh(jax.devices()[:1]))
   single_metrics = []
   for batch in batches:
     single, metrics = single_step(single, batch, rng)
@@ -44,7 +44,7 @@ def main(workdir: pathlib.Path):
   mesh = parallel.data_mesh()
   with jax.set_mesh(mesh):
     state = parallel.replicate(ts.create_train_state(model, optim_cfg, jax.random.key(0)), mesh)
-    step = parallel.train_step(model, optim_cfg, mesh)
+    step = ts.make_train_step(model, optim_cfg, mesh)
     sharded_metrics = []
     for batch in batches:
       state, metrics = step(state, parallel.shard_batch(batch, mesh), parallel.replicate(rng, mesh))

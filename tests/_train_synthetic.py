@@ -13,6 +13,7 @@ import grain
 import numpy as np
 
 from gqn_jax import trainer
+from gqn_jax import xla_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -51,8 +52,9 @@ def data(config, process_index: int = 0, process_count: int = 1) -> trainer.Data
 def subprocess_env(devices: int = 1, cache_dir=None) -> dict:
   """Environment of a JAX subprocess on CPU with ``devices`` simulated devices.
 
-  Optimisations are reduced as in conftest.py (compilation dominates these tests), and a
-  persistent compilation cache lets a restarted run skip compiling again.
+  Optimisations are reduced as in conftest.py (compilation dominates these tests), remat's
+  barriers are kept as the entry points keep them (gqn_jax/xla_flags.py), and a persistent
+  compilation cache lets a restarted run skip compiling again.
   """
   env = dict(os.environ)
   env.update(JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="true",
@@ -62,7 +64,7 @@ def subprocess_env(devices: int = 1, cache_dir=None) -> dict:
            if not f.startswith("--xla_force_host_platform_device_count")]
   if devices > 1:
     flags.append(f"--xla_force_host_platform_device_count={devices}")
-  env["XLA_FLAGS"] = " ".join(flags)
+  env["XLA_FLAGS"] = xla_flags.with_barriers_kept(" ".join(flags))
   if cache_dir is not None:
     env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

@@ -2,11 +2,15 @@
 
 import dataclasses
 
-import jax
-import pytest
+from gqn_jax import xla_flags
 
-from gqn_jax import config as config_lib
-from gqn_jax.configs import tiny
+xla_flags.keep_remat_barriers()  # as the entry points do, before JAX starts (on the CPU only).
+
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
+from gqn_jax import config as config_lib  # noqa: E402  pylint: disable=wrong-import-position
+from gqn_jax.configs import tiny  # noqa: E402  pylint: disable=wrong-import-position
 
 # Tiny models compile in seconds and run in milliseconds; compilation dominates the suite, so
 # spend less of it on optimisation passes.

@@ -1,4 +1,5 @@
-"""The CLI entry points re-execute themselves under tcmalloc, once, unless told not to."""
+"""The CLI entry points re-execute themselves under tcmalloc, once, on CPU-only hosts, unless
+told not to."""
 
 import os
 import subprocess
@@ -32,3 +33,7 @@ def test_reexecutes_with_tcmalloc_loaded():
 
 def test_opting_out_keeps_the_system_allocator():
   assert _run(**{allocator.ENV_VAR: "system"}) == ["system", "False"]
+
+
+def test_hosts_where_jax_may_run_on_an_accelerator_keep_their_allocator():
+  assert _run(JAX_PLATFORMS="cuda") == ["system", "False"]

@@ -14,6 +14,7 @@ from PIL import Image
 import _data_builder
 import _data_records
 from gqn_jax import input_pipeline
+from gqn_jax import model
 from gqn_jax.data import frames as frames_lib
 
 K = 5  # rooms_ring_camera
@@ -58,7 +59,7 @@ def test_batch_contract(prepared, image_size):
   data_dir, _, _ = prepared
   iterator = iter(_dataset(data_dir, global_batch_size=8, image_size=image_size))
   for batch in _take(iterator, 6):
-    spec = input_pipeline.batch_spec(8, K, image_size)
+    spec = model.batch_spec(8, K, image_size)
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == spec
     mask = batch["context_mask"]
     count = int(mask[0].sum())

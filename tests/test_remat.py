@@ -13,7 +13,7 @@ import pytest
 from conftest import random_batch, tiny_model_config
 from gqn_jax import train_step as ts
 from gqn_jax import xla_flags
-from gqn_jax.model import GQN
+from gqn_jax.model import GQN, latent_noise
 
 
 def _run_python(code: str, env_xla_flags: str = "") -> dict:
@@ -59,9 +59,9 @@ def test_flag_is_added_once_and_merged_with_a_users_pass_list():
       f"--xla_disable_hlo_passes=a,b,{xla_flags.PASS} --x=1")
   once = xla_flags.with_barriers_kept("--y=2")
   assert xla_flags.with_barriers_kept(once) == once
-  # Importing gqn_jax set it for this process (where JAX runs on the CPU only).
+  # conftest.py set it for this process, as the entry points do (where JAX runs on the CPU only).
   expected = xla_flags.cpu_only(os.environ.get("JAX_PLATFORMS", ""),
-                                xla_flags._installed_distributions())
+                                xla_flags.installed_distributions())
   assert (xla_flags.PASS in os.environ.get("XLA_FLAGS", "")) == expected
 
 
@@ -74,22 +74,31 @@ def test_flag_is_set_only_where_jax_can_run_on_nothing_but_the_cpu():
   assert not xla_flags.cpu_only("cuda,cpu", plain)
 
 
-def test_importing_gqn_jax_after_jax_started_warns():
+def test_importing_gqn_jax_sets_no_flag_and_the_explicit_call_does():
   env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-  late = subprocess.run([sys.executable, "-W", "always", "-c",
-                         "import jax; jax.devices(); import gqn_jax"],
-                        env=env, capture_output=True, text=True, timeout=300, check=True)
-  assert "imported after JAX started" in late.stderr
-  early = subprocess.run([sys.executable, "-W", "always", "-c",
-                          "import gqn_jax, jax; jax.devices()"],
-                         env=env, capture_output=True, text=True, timeout=300, check=True)
-  assert "imported after JAX started" not in early.stderr
+  show = "import os; print(repr(os.environ.get('XLA_FLAGS')))"
+  imported = subprocess.run(
+      [sys.executable, "-c", f"import gqn_jax, gqn_jax.trainer, gqn_jax.evaluation; {show}"],
+      env=env, capture_output=True, text=True, timeout=300, check=True)
+  assert imported.stdout.strip() == repr("")
+  called = subprocess.run(
+      [sys.executable, "-c", f"from gqn_jax import xla_flags; xla_flags.keep_remat_barriers(); "
+                             f"{show}"],
+      env=env, capture_output=True, text=True, timeout=300, check=True)
+  assert xla_flags.PASS in called.stdout
+  elsewhere = subprocess.run(
+      [sys.executable, "-c", f"from gqn_jax import xla_flags; xla_flags.keep_remat_barriers(); "
+                             f"{show}"],
+      env={**env, "JAX_PLATFORMS": "cuda"}, capture_output=True, text=True, timeout=300,
+      check=True)
+  assert elsewhere.stdout.strip() == repr("")
 
 
 def test_checkpoint_saves_memory_on_cpu_only_with_barriers_kept():
   """Four checkpointed blocks keep their inputs (4 x 8 MiB) instead of 16 activations."""
   without = _run_python(_CHECKPOINTED_CHAIN.format(prelude=""))
-  kept = _run_python(_CHECKPOINTED_CHAIN.format(prelude="import gqn_jax"))
+  kept = _run_python(_CHECKPOINTED_CHAIN.format(
+      prelude="from gqn_jax import xla_flags; xla_flags.keep_remat_barriers()"))
   activation = 4096 * 512 * 4
   assert without["remat"] >= without["plain"]  # XLA's CPU pipeline undoes the checkpoint ...
   assert kept["plain"] >= 12 * activation
@@ -124,9 +133,9 @@ def test_patch_convs_are_always_recomputed_the_encoder_and_steps_with_remat(repr
     model = GQN(cfg)
     params = ts.init_params(model, key)
     batch = random_batch(cfg, jax.random.key(1))
-    noise = ts.latent_noise(jax.random.key(2), cfg, 2)
-    jaxpr = jax.make_jaxpr(lambda p: ts.elbo_terms(model, p, batch, 0.7, noise).loss.mean())(
-        params)
+    noise = latent_noise(jax.random.key(2), cfg, 2)
+    jaxpr = jax.make_jaxpr(lambda p: model.apply(
+        {"params": p}, batch, 0.7, noise, method=GQN.elbo_terms).loss.mean())(params)
     assert _recomputed_blocks(jaxpr.jaxpr) == expected
 
 
@@ -138,10 +147,11 @@ def test_remat_gives_the_same_loss_and_gradients(representation, hidden, key):
     model = GQN(cfg)
     params = ts.init_params(model, key)
     batch = random_batch(cfg, jax.random.key(1))
-    noise = ts.latent_noise(jax.random.key(2), cfg, 2)
+    noise = latent_noise(jax.random.key(2), cfg, 2)
 
     def loss(params):
-      return ts.elbo_terms(model, params, batch, 0.7, noise).loss.mean()
+      return model.apply({"params": params}, batch, 0.7, noise,
+                         method=GQN.elbo_terms).loss.mean()
 
     value, grad = jax.value_and_grad(loss)(params)
     losses.append(value)
@@ -160,6 +170,8 @@ def test_remat_cuts_the_train_steps_temporaries():
   """
   result = _run_python("""
       import dataclasses, json
+      from gqn_jax import xla_flags
+      xla_flags.keep_remat_barriers()
       from gqn_jax import config as config_lib, train_step as ts
       from gqn_jax.configs import tiny
       from gqn_jax.model import GQN

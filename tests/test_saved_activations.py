@@ -14,7 +14,7 @@ from conftest import tiny_model_config  # noqa: E402
 from experiments import saved_activations as sa  # noqa: E402
 from gqn_jax import layers  # noqa: E402
 from gqn_jax import train_step as ts  # noqa: E402
-from gqn_jax.model import GQN  # noqa: E402
+from gqn_jax.model import GQN, dummy_batch, latent_noise  # noqa: E402
 
 
 def test_jax_counts_a_residual_of_known_size_and_not_the_arguments():
@@ -49,11 +49,12 @@ def test_the_stacked_patch_conv_keeps_neither_patches_nor_merged_kernel_without_
   cfg = tiny_model_config(representation="tower", remat=False)
   model = GQN(cfg)
   params = jax.eval_shape(lambda: ts.init_params(model, jax.random.key(0)))
-  data = jax.eval_shape(lambda: ts.dummy_batch(cfg, 2, 3))
-  noise = jax.eval_shape(lambda: ts.latent_noise(jax.random.key(1), cfg, 2))
+  data = jax.eval_shape(lambda: dummy_batch(cfg, 2, 3))
+  noise = jax.eval_shape(lambda: latent_noise(jax.random.key(1), cfg, 2))
 
   def loss(params, data, noise):
-    return jnp.mean(ts.elbo_terms(model, params, data, 1.0, noise).loss)
+    return jnp.mean(model.apply({"params": params}, data, 1.0, noise,
+                                method=GQN.elbo_terms).loss)
 
   shapes = [v.shape for v in sa.jax_residuals(loss, params, data, noise)]
   k, r = cfg.kernel_size, cfg.r_channels

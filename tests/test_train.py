@@ -15,7 +15,6 @@ from gqn_jax import checkpoints
 from gqn_jax import config as config_lib
 from gqn_jax import logging_utils
 from gqn_jax import trainer
-from gqn_jax.configs import tiny
 
 
 def read_events(directory):
@@ -96,16 +95,15 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   checkpointer.close()
 
 
-def test_settings_defaults_and_errors():
+def test_train_config_defaults_and_errors():
   config = _train_tiny_config.get_config()
-  assert trainer.settings(config).eval_batch_size == config.train.batch_size
-  # A config without the loop's fields (gqn_jax/configs as they are) gets the defaults.
-  assert trainer.settings(tiny.get_config()).log_every_steps == trainer.TRAIN_DEFAULTS[
-      "log_every_steps"]
+  assert config_lib.train_config(config.train).eval_batch_size == config.train.batch_size
+  # A section without the loop's fields gets the defaults.
+  assert config_lib.train_config({}).log_every_steps == config_lib.TrainConfig.log_every_steps
   config.train.checkpoint_every_steps = 0
   with pytest.raises(config_lib.ConfigError,
                      match="config.train.checkpoint_every_steps must be a positive"):
-    trainer.settings(config)
+    config_lib.train_config(config.train)
 
 
 def test_scene_grid_layout():

@@ -1,4 +1,4 @@
-"""The jitted training step: finite gradients, learning, determinism, metrics."""
+"""The training step program: finite gradients, learning, determinism, metrics, donation."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,8 @@ from conftest import random_batch, tiny_model_config, tiny_optim_config
 from gqn_jax import objective
 from gqn_jax import schedules
 from gqn_jax import train_step as ts
-from gqn_jax.model import GQN
+from gqn_jax import parallel
+from gqn_jax.model import GQN, latent_noise
 
 
 @pytest.mark.parametrize("representation", ["pyramid", "tower", "pool"])
@@ -19,18 +20,23 @@ def test_gradients_finite_and_nonzero(representation, share_cores, key):
   model = GQN(cfg)
   params = ts.init_params(model, key)
   batch = random_batch(cfg, jax.random.key(1))
-  noise = ts.latent_noise(jax.random.key(2), cfg, 2)
-  grads = jax.grad(lambda p: ts.elbo_terms(model, p, batch, 1.0, noise).loss.mean())(params)
+  noise = latent_noise(jax.random.key(2), cfg, 2)
+  grads = jax.grad(lambda p: model.apply({"params": p}, batch, 1.0, noise,
+                                         method=GQN.elbo_terms).loss.mean())(params)
   for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
     name = jax.tree_util.keystr(path)
     assert jnp.all(jnp.isfinite(g)), name
     assert jnp.any(g != 0), f"{name} gets no gradient"
 
 
+def _one_device():
+  return parallel.data_mesh(jax.devices()[:1])
+
+
 def _train(cfg, optim_cfg, batch, steps, seed=0):
   model = GQN(cfg)
   state = ts.create_train_state(model, optim_cfg, jax.random.key(seed))
-  step = ts.jit_train_step(model, optim_cfg)
+  step = ts.make_train_step(model, optim_cfg, _one_device())
   history = []
   for _ in range(steps):
     state, metrics = step(state, batch, jax.random.key(seed + 1))
@@ -100,14 +106,14 @@ def test_step_donates_the_old_state():
   model = GQN(cfg)
   state = ts.create_train_state(model, optim_cfg, jax.random.key(0))
   old_leaf = jax.tree.leaves(state.params)[0]
-  ts.jit_train_step(model, optim_cfg)(state, random_batch(cfg, jax.random.key(1)),
-                                      jax.random.key(2))
+  step = ts.make_train_step(model, optim_cfg, _one_device())
+  step(state, random_batch(cfg, jax.random.key(1)), jax.random.key(2))
   assert old_leaf.is_deleted()
 
 
 def test_noise_of_a_scene_does_not_depend_on_the_batch_split():
   cfg = tiny_model_config()
   rng = jax.random.key(5)
-  whole = ts.latent_noise(rng, cfg, 6)
-  halves = [ts.latent_noise(rng, cfg, 3, offset) for offset in (0, 3)]
+  whole = latent_noise(rng, cfg, 6)
+  halves = [latent_noise(rng, cfg, 3, offset) for offset in (0, 3)]
   np.testing.assert_array_equal(whole, jnp.concatenate(halves))

@@ -25,7 +25,7 @@ class Request:
   """Everything a figure may use; each figure reads what it needs."""
   output: pathlib.Path
   workdir: pathlib.Path
-  checkpoint: Any = None          # evaluation.Checkpoint; None for figures that need none.
+  checkpoint: Any = None          # checkpoints.Checkpoint; None for figures that need none.
   data_dir: str | None = None     # TFDS data_dir of the held-out scenes.
   scenes_dir: str | None = None   # root of generated scenes, for their factors.
   split: str = "test"
@@ -131,8 +131,8 @@ def held_out_scenes(request: Request, count: int, with_factors: bool = False):
 
 
 def inference(request: Request):
-  from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
-  return evaluation.Inference(request.checkpoint.model_config, request.checkpoint.params)
+  from gqn_jax import model  # pylint: disable=g-import-not-at-top
+  return model.Inference(request.checkpoint.model_config, request.checkpoint.params)
 
 
 def prior_samples(model, r, query_poses, samples: int, seed: int) -> np.ndarray:

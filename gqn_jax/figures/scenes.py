@@ -18,7 +18,6 @@ import pathlib
 
 import numpy as np
 
-from gqn_jax import extras
 from gqn_jax import input_pipeline
 from gqn_jax import poses as poses_lib
 from gqn_jax.data import frames as frames_lib
@@ -90,16 +89,7 @@ def _source(dataset: str, split: str, data_dir):
 
   Cached: evaluation reads a split a batch at a time.
   """
-  tfds = extras.require("tensorflow_datasets", "data", "reading the prepared TFDS dataset")
-  name = dataset if "/" in dataset else f"{input_pipeline.TFDS_NAME}/{dataset}"
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-    source = builder.as_data_source(
-        split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
-  except Exception as error:  # TFDS raises several types for "not prepared here".
-    raise FileNotFoundError(f"no prepared TFDS dataset {name} (split {split}) under "
-                            f"data_dir={data_dir}: {error}") from None
-  return builder, source
+  return input_pipeline.open_split(dataset, split, data_dir)
 
 
 def split_size(dataset: str, split: str, data_dir) -> int:
