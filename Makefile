@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 PYTEST_FLAGS ?=
 
-.PHONY: setup system-packages test test-fast demo reference bench bench-memory bench-activations bench-convs \
+.PHONY: setup system-packages test test-fast demo reference bench bench-reference bench-memory bench-activations bench-convs \
 	bench-b36 bench-bf16 bench-gpu bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
@@ -93,6 +93,10 @@ bench-b36: setup
 bench-gpu: setup
 	bash experiments/launch_multi_gpu.sh install
 	$(PY) experiments/benchmark.py --suite=gpu --output=experiments/results/benchmark_gpu.json
+
+# The reference model's step (gqn_jax/configs/reference.py, batch 16) against PyTorch's.
+bench-reference: setup
+	$(PY) experiments/benchmark.py --suite=reference --output=experiments/results/benchmark_reference.json
 
 bench-generate: setup
 	$(PY) experiments/benchmark_generate.py --output=experiments/results/benchmark_generate.json
