@@ -2,7 +2,8 @@ r"""Generates GQN scenes with MuJoCo, in the released datasets' format and layou
 
 Writes ``<root>/<name>/<train|test>/<i>-of-<n>.tfrecord`` (one ``tf.train.Example`` per scene, as
 ``released_format`` defines it) and ``<shard>.factors.jsonl`` beside each shard with every
-scene's factors (shapes, colours, positions, textures, lights). Scene ``i`` of a split depends
+scene's factors (shapes, colours, positions, textures, lights; a maze's cell map; the arm's
+joint angles and the target of jaco). Scene ``i`` of a split depends
 only on (seed, split, i); reruns skip complete shards.
 
 Camera records (x, y, z, yaw, pitch), as ``gqn_jax/scenes/camera.py`` defines and the tests
@@ -21,6 +22,7 @@ Examples::
   python -m gqn_jax.generate --name=shepard_metzler_7_parts --train_scenes=100 \
       --test_scenes=10 --runner=beam --beam_options="--direct_num_workers=2"
   python -m gqn_jax.generate --name=rooms_ring_camera --contact_sheet=/tmp/rooms.png
+  python -m gqn_jax.generate --name=mazes --train_scenes=100 --test_scenes=10   # 84 px
 """
 
 import pathlib
@@ -55,7 +57,8 @@ def define_flags(flag_values=FLAGS) -> None:
   flags.DEFINE_integer("train_scenes", None, "Scenes in the train split.", **define)
   flags.DEFINE_integer("test_scenes", None, "Scenes in the test split.", **define)
   flags.DEFINE_integer("scenes_per_shard", 100, "Scenes per .tfrecord file.", **define)
-  flags.DEFINE_integer("image_size", 64, "Pixels per side of every frame (the released "
+  flags.DEFINE_integer("image_size", None, "Pixels per side of every frame (default: the "
+                       "family's, 84 for mazes as released and 64 for the others; the released "
                        "rooms_free_camera_with_object_rotations has 128).", **define)
   flags.DEFINE_integer("seed", 0, "Dataset seed; scene i depends on (seed, split, i).", **define)
   flags.DEFINE_integer("workers", None, "Render processes (default: all cores).", **define)
@@ -67,6 +70,8 @@ def define_flags(flag_values=FLAGS) -> None:
   flags.DEFINE_string("contact_sheet", None, "Instead of a dataset, write a PNG of a few scenes "
                       "(one row each, all their frames).", **define)
   flags.DEFINE_integer("contact_sheet_scenes", 4, "Scenes (rows) on the contact sheet.", **define)
+  flags.DEFINE_integer("contact_sheet_frames", None, "Frames of each scene on the contact sheet "
+                       "(default: all; a mazes scene has 300).", **define)
 
 
 def check_arguments(name: str, *, train_scenes: int, test_scenes: int, scenes_per_shard: int,
@@ -99,13 +104,16 @@ def render_scene(name: str, split: str, index: int, image_size: int, seed: int):
 
 
 def write_dataset(name: str, root, *, train_scenes: int, test_scenes: int,
-                  scenes_per_shard: int = 100, image_size: int = 64, seed: int = 0,
+                  scenes_per_shard: int = 100, image_size: int | None = None, seed: int = 0,
                   workers: int | None = None, progress: bool = True) -> pathlib.Path:
   """Generates (or completes) dataset ``name`` under ``root``; returns ``root/name``.
 
-  Shards already complete from an identical earlier run are kept; a shard written with other
-  settings raises ``shards.ShardConflict`` instead of being mixed in.
+  ``image_size`` None is the family's default (``default_image_size``). Shards already complete
+  from an identical earlier run are kept; a shard written with other settings raises
+  ``shards.ShardConflict`` instead of being mixed in.
   """
+  if image_size is None:
+    image_size = get_family(name).default_image_size
   check_arguments(name, train_scenes=train_scenes, test_scenes=test_scenes,
                   scenes_per_shard=scenes_per_shard, image_size=image_size, seed=seed,
                   workers=workers)
@@ -137,13 +145,16 @@ def main(argv):
   except ValueError as error:
     raise app.UsageError(f"--name={FLAGS.name}: {error}") from None
   extras.check("mujoco", "scenes", "rendering scenes")  # here, not in a render worker.
+  if FLAGS.image_size is None:
+    FLAGS.image_size = get_family(FLAGS.name).default_image_size
   if FLAGS.contact_sheet:
     from gqn_jax.scenes import contact_sheet  # pylint: disable=g-import-not-at-top
-    for flag in ("image_size", "contact_sheet_scenes"):
-      if FLAGS[flag].value < 1:
+    for flag in ("image_size", "contact_sheet_scenes", "contact_sheet_frames"):
+      if FLAGS[flag].value is not None and FLAGS[flag].value < 1:
         raise app.UsageError(f"--{flag} must be a positive integer, got {FLAGS[flag].value}")
     path = contact_sheet.write(FLAGS.contact_sheet, FLAGS.name, scenes=FLAGS.contact_sheet_scenes,
-                               image_size=FLAGS.image_size, seed=FLAGS.seed)
+                               image_size=FLAGS.image_size, seed=FLAGS.seed,
+                               frames=FLAGS.contact_sheet_frames)
     print(f"wrote {path}")
     return
   for flag in ("train_scenes", "test_scenes"):

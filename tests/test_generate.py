@@ -180,7 +180,7 @@ def test_rerun_with_other_settings_refuses_to_mix_datasets(dataset):
 
 @pytest.mark.parametrize("change,message", [
     ({"name": "rooms"}, "unknown scene family 'rooms'"),
-    ({"name": "mazes"}, "no scene generator"),
+    ({"name": "maze"}, "unknown scene family 'maze'"),
     ({"image_size": 0}, "image_size must be a positive integer, got 0"),
     ({"scenes_per_shard": 0}, "scenes_per_shard must be a positive integer"),
     ({"train_scenes": -1}, "train_scenes must be a non-negative integer, got -1"),
@@ -197,7 +197,8 @@ def test_bad_arguments_are_named(change, message, tmp_path):
 
 @pytest.mark.parametrize("flags,message", [
     (["--name=rooms", "--train_scenes=1", "--test_scenes=0"], "--name=rooms: unknown scene"),
-    (["--name=jaco", "--train_scenes=1", "--test_scenes=0"], "--name=jaco: no scene generator"),
+    (["--name=jaco", "--contact_sheet=x.png", "--contact_sheet_frames=0"],
+     "--contact_sheet_frames must be a positive integer"),
     ([f"--name={NAME}", "--train_scenes=1", "--test_scenes=0", "--image_size=-3"],
      "--image_size must be a positive integer, got -3"),
     ([f"--name={NAME}", "--train_scenes=1"], "--test_scenes is required"),

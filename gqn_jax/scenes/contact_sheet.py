@@ -4,6 +4,7 @@ import pathlib
 
 import numpy as np
 
+from gqn_jax.scenes import get_family
 from gqn_jax.scenes import worker
 
 GAP = 2  # pixels of background between frames and between rows.
@@ -22,13 +23,21 @@ def tile(rows: list[np.ndarray], background: int = 255) -> np.ndarray:
   return sheet
 
 
-def write(path, name: str, *, scenes: int = 4, image_size: int = 64, seed: int = 0,
-          split: str = "train") -> pathlib.Path:
-  """Renders scenes 0 .. scenes-1 of ``split`` and writes their contact sheet as a PNG."""
+def write(path, name: str, *, scenes: int = 4, image_size: int | None = None, seed: int = 0,
+          split: str = "train", frames: int | None = None) -> pathlib.Path:
+  """Renders scenes 0 .. scenes-1 of ``split`` and writes their contact sheet as a PNG.
+
+  ``image_size`` None is the family's default; ``frames`` keeps the first frames of each scene
+  (None: all; a mazes scene has 300).
+  """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if scenes < 1:
     raise ValueError(f"contact sheet scenes must be positive, got {scenes}")
-  rows = [worker.call("render_scene", name, split, index, image_size, seed)[0]
+  if frames is not None and frames < 1:
+    raise ValueError(f"contact sheet frames must be positive, got {frames}")
+  if image_size is None:
+    image_size = get_family(name).default_image_size
+  rows = [worker.call("render_scene", name, split, index, image_size, seed)[0][:frames]
           for index in range(scenes)]
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)

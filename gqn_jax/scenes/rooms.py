@@ -61,6 +61,7 @@ class Rooms:
   camera_mode: Literal["ring", "free"]
   rotate_objects: bool
   frames_per_scene: int = 10
+  default_image_size: int = 64  # generate.py's default pixels per side.
   object_extent: float = 2.0  # object centres lie in [-extent, extent]^2 (ring: a disc).
 
   def model_xml(self, image_size: int) -> str:

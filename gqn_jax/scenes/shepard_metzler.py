@@ -41,6 +41,7 @@ class ShepardMetzler:
   name: str
   parts: int
   frames_per_scene: int = 15
+  default_image_size: int = 64  # generate.py's default pixels per side.
   camera_radius: float = 7.0        # distance of every camera from the object's centre.
   max_abs_sin_pitch: float = 0.95   # keeps cameras away from the poles.
 
