@@ -137,3 +137,32 @@ class Inference:
   def noise(self, key, batch_size: int, offset: int = 0):
     """[B, L, G, G, Z] standard normals; row b depends only on (key, offset + b)."""
     return latent_noise(key, self.config, batch_size, offset)
+
+  def stream(self, batch_size: int) -> "Stream":
+    """An empty representation of ``batch_size`` scenes that views are added to one at a time."""
+    return Stream(self, batch_size)
+
+
+class Stream:
+  """r built view by view: r_t = r_{t-1} + psi(x_t, v_t), earlier views never re-encoded.
+
+  Because r is a sum over views, adding a view costs one encoder pass, whatever came before:
+  an agent moving through a scene keeps r current as each frame arrives. ``r`` equals
+  ``Inference.represent`` on all views seen so far (up to float32 summation order).
+  """
+
+  def __init__(self, model: Inference, batch_size: int):
+    self.model = model
+    self.batch_size = batch_size
+    self.views = 0
+    self.r = None  # [B, g, g, R] once a view is seen.
+
+  def observe(self, images, poses) -> jax.Array:
+    """Adds one view per scene (images [B, H, W, 3], poses [B, 7]); returns r [B, g, g, R]."""
+    if images.shape[0] != self.batch_size or poses.shape[0] != self.batch_size:
+      raise ValueError(f"a stream of {self.batch_size} scenes takes one view of each, got "
+                       f"images {tuple(images.shape)} and poses {tuple(poses.shape)}")
+    added = self.model.represent(images[:, None], poses[:, None])
+    self.r = added if self.r is None else self.r + added
+    self.views += 1
+    return self.r

@@ -32,7 +32,7 @@ from gqn_jax import checkpoints
 from gqn_jax import config as config_lib
 from gqn_jax import poses
 from gqn_jax.data import frames as frames_lib
-from gqn_jax.model import GQN
+from gqn_jax.model import Inference
 from gqn_jax.model import latent_noise
 
 CAMERA_DIM = 5  # x, y, z, yaw, pitch
@@ -47,17 +47,13 @@ class Pretrained:
   params: Any
 
   def __post_init__(self):
-    model = GQN(self.config)
-    # Compiled once per input shape; the parameters are an argument, not a constant.
-    object.__setattr__(self, "_represent", jax.jit(lambda params, images, pose: model.apply(
-        {"params": params}, images, pose, None, method=GQN.represent)))
-    object.__setattr__(self, "_render", jax.jit(lambda params, r, pose, noise: model.apply(
-        {"params": params}, r, pose, noise, method=GQN.render)))
+    # The figures' jitted represent / render, so there is one inference path.
+    object.__setattr__(self, "_inference", Inference(self.config, self.params))
 
   def represent(self, context_frames, context_cameras) -> jax.Array:
     """The scene representation r [B, g, g, R] (or [g, g, R] for one scene)."""
     images, pose, single = self._context(context_frames, context_cameras)
-    r = self._represent(self.params, images, pose)
+    r = self._inference.represent(images, pose)
     return r[0] if single else r
 
   def render(self, r, query_cameras, key, samples: int = 1) -> np.ndarray:
@@ -80,7 +76,7 @@ class Pretrained:
     drawn = []
     for sample in range(samples):
       noise = latent_noise(jax.random.fold_in(key, sample), self.config, batch * queries)
-      mean = self._render(self.params, r, query_pose, noise)
+      mean = self._inference.render(r, query_pose, noise)
       drawn.append(np.clip(np.asarray(mean), 0.0, 1.0))  # the Gaussian's mean may leave [0, 1]
     size = self.config.image_size
     images = np.stack(drawn).reshape(samples, batch, queries, size, size, 3)
@@ -95,6 +91,17 @@ class Pretrained:
     _check_samples(samples)
     return self.render(self.represent(context_frames, context_cameras), query_cameras, key,
                        samples)
+
+  def stream(self, scenes: int | None = None) -> "SceneStream":
+    """An empty representation that views are added to one at a time, as a camera moves.
+
+    ``scenes=None`` streams one scene (``observe`` takes a [H, W, 3] frame and a [5] camera);
+    an integer B streams a batch ([B, H, W, 3] and [B, 5]).
+    """
+    if scenes is not None and (isinstance(scenes, bool) or not isinstance(scenes, int)
+                               or scenes < 1):
+      raise ValueError(f"scenes: a positive integer or None, got {scenes!r}")
+    return SceneStream(self, scenes)
 
   def _context(self, context_frames, context_cameras):
     images = np.asarray(context_frames)
@@ -120,6 +127,45 @@ class Pretrained:
                        f"context_frames' {np.shape(context_frames)[:-3]} views")
     pose = poses.camera_to_pose(cameras, self.config.pose_order)
     return jnp.asarray(images), jnp.asarray(pose), single
+
+
+class SceneStream:
+  """``Pretrained.stream()``: r kept current view by view (``gqn_jax.model.Stream``)."""
+
+  def __init__(self, model: Pretrained, scenes: int | None):
+    self.model = model
+    self._single = scenes is None
+    self._stream = model._inference.stream(1 if scenes is None else scenes)  # pylint: disable=protected-access
+
+  @property
+  def views(self) -> int:
+    return self._stream.views
+
+  @property
+  def r(self):
+    """r of the views seen so far ([g, g, R] for one scene, [B, g, g, R] for a batch)."""
+    if self._stream.r is None:
+      raise ValueError("no view observed yet: call observe(frame, camera) first")
+    return self._stream.r[0] if self._single else self._stream.r
+
+  def observe(self, frame, camera):
+    """Adds one view (per scene) and returns the updated r."""
+    frames = np.asarray(frame)[None] if self._single else np.asarray(frame)
+    cameras = np.asarray(camera)[None] if self._single else np.asarray(camera)
+    if frames.ndim != 4:
+      layout = "[H, W, 3]" if self._single else "[B, H, W, 3]"
+      raise ValueError(f"frame: expected {layout}, got shape {np.shape(frame)}")
+    if cameras.ndim != 2:
+      layout = "[5]" if self._single else "[B, 5]"
+      raise ValueError(f"camera: expected {layout} x, y, z, yaw, pitch, got shape "
+                       f"{np.shape(camera)}")
+    images, pose, _ = self.model._context(frames[:, None], cameras[:, None])  # pylint: disable=protected-access
+    self._stream.observe(images[:, 0], pose[:, 0])
+    return self.r
+
+  def predict(self, query_cameras, key, samples: int = 4) -> np.ndarray:
+    """``Pretrained.render`` from the current r."""
+    return self.model.render(self.r, query_cameras, key, samples)
 
 
 def _check_samples(samples):

@@ -131,3 +131,40 @@ def test_load_names_a_path_without_a_model_and_a_foreign_architecture(run, tmp_p
   workdir = _figures_run.write_run(tmp_path / "foreign", other, state)
   with pytest.raises(ValueError, match="do not fit"):
     pretrained.load(workdir)
+
+
+def test_streamed_representation_is_the_sum_over_all_views(run):
+  """Views added one at a time give the r of all of them at once; predictions follow r."""
+  model = pretrained.load(run[3])
+  size = model.config.image_size
+  rng = np.random.default_rng(3)
+  frames, cameras = _scene(rng, 4, size, batch=2)
+  batch_stream, one_scene = model.stream(scenes=2), model.stream()
+  for view in range(4):
+    streamed = batch_stream.observe(frames[:, view], cameras[:, view])
+    single = one_scene.observe(frames[1, view], cameras[1, view])
+    want = model.represent(frames[:, :view + 1], cameras[:, :view + 1])
+    np.testing.assert_allclose(streamed, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(single, want[1], rtol=1e-5, atol=1e-5)
+  assert batch_stream.views == one_scene.views == 4
+  queries = _scene(rng, 2, size)[1]
+  key = jax.random.key(1)
+  np.testing.assert_allclose(one_scene.predict(queries, key, samples=2),
+                             model.predict(frames[1], cameras[1], queries, key, samples=2),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_stream_rejects_what_it_cannot_add(run):
+  model = pretrained.load(run[3])
+  size = model.config.image_size
+  frames, cameras = _scene(np.random.default_rng(0), 1, size, batch=2)
+  with pytest.raises(ValueError, match="no view observed yet"):
+    _ = model.stream().r
+  with pytest.raises(ValueError, match="frame: expected \\[H, W, 3\\]"):
+    model.stream().observe(frames[0], cameras[0, 0])
+  with pytest.raises(ValueError, match="a stream of 3 scenes"):
+    model.stream(scenes=3).observe(frames[:, 0], cameras[:, 0])
+  with pytest.raises(ValueError, match="context_cameras: holds NaN"):
+    model.stream().observe(frames[0, 0], np.full(5, np.nan))
+  with pytest.raises(ValueError, match="scenes: a positive integer"):
+    model.stream(scenes=0)
