@@ -6,12 +6,21 @@ three items per step:
 * ``state``: the TrainState (step, params, optimizer state), as an orbax PyTree;
 * ``data``: each process's grain iterator state (``process_<i>-of-<n>.json``), so that a
   resumed run reads exactly the batches the uninterrupted run would have read;
-* ``config``: the config the step was written with, checked against the resuming run's.
+* ``config``: the config the step was written with, checked against the resuming run's;
+* ``checksums``: a checksum of every array of the state, computed on the devices before the
+  save, so that a step whose files were damaged afterwards (bytes flipped on disk: zstd and
+  OCDBT carry no checksum of their own, and such a step restores without error) is caught.
 
 Saves are asynchronous (the arrays are copied to host before ``save`` returns, so the next
 step may donate them); an interrupted save leaves only a temporary directory, which the next
 run deletes, so the latest *complete* step is always the one restored. The last
 ``max_to_keep`` steps are kept, and, with ``keep_best``, the step of lowest eval loss.
+
+Faults (docs/faults.md): a step that cannot be read back (truncated or flipped files) is named
+with the reason, moved to ``<workdir>/corrupt_checkpoints/<step>`` and the next older step is
+restored (``restore_latest``); when none restores nothing is moved and CorruptCheckpointError
+says what to do. A save that fails (e.g. a full disk) raises one CheckpointSaveError naming the
+workdir, the step and the reason, and leaves the earlier steps as they were.
 
 For evaluation and figures, the one loader (``load_for_inference`` is its (config, params))::
 
@@ -20,6 +29,7 @@ For evaluation and figures, the one loader (``load_for_inference`` is its (confi
 """
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -28,7 +38,9 @@ from typing import Any, Mapping
 
 from etils import epath
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
@@ -38,7 +50,8 @@ from gqn_jax.model import GQN
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
-ITEMS = ("state", "data", "config")
+CORRUPT_DIR = "corrupt_checkpoints"  # under the workdir: steps that could not be read back.
+ITEMS = ("state", "data", "config", "checksums")
 EVAL_METRIC = "eval_loss"
 
 # Fields that fix the parameter tree's shapes or what the parameters mean. A checkpoint
@@ -59,6 +72,82 @@ class CheckpointNotFoundError(FileNotFoundError):
 
 class IncompatibleCheckpointError(ValueError):
   """A checkpoint written with a config whose parameters cannot be loaded into this one's."""
+
+
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint step whose files cannot be read back, or read back other values than saved."""
+
+
+class CheckpointSaveError(OSError):
+  """A save that failed (a full disk, say); the steps saved before it are left as they were."""
+
+
+# Multiplying the k-th word by an odd number makes any change of one word change the sum
+# (mod 2^32); 2654435761 (Knuth's multiplicative hash) spreads nearby positions apart.
+_CHECKSUM_MULTIPLIER = 2654435761
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+  """A uint32 of all the bits of ``x``: the sum of its words weighted by odd position hashes."""
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  x = x.reshape(-1)
+  if x.dtype == jnp.bool_:
+    words = x.astype(jnp.uint32)
+  elif x.dtype.itemsize >= 4:
+    words = jax.lax.bitcast_convert_type(x, jnp.uint32).reshape(-1)
+  else:
+    unsigned = {1: jnp.uint8, 2: jnp.uint16}[x.dtype.itemsize]
+    words = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+  weights = jnp.arange(words.size, dtype=jnp.uint32) * jnp.uint32(_CHECKSUM_MULTIPLIER)
+  return jnp.sum(words * (weights | jnp.uint32(1)), dtype=jnp.uint32)
+
+
+_checksum_tree = jax.jit(lambda tree: jax.tree.map(_leaf_checksum, tree))
+
+
+def checksums(tree: Mapping[str, Any]) -> dict[str, int]:
+  """{path of each array: its checksum}; ``tree`` is a dict such as {'params': ...}."""
+  values = jax.device_get(_checksum_tree(tree))
+  return {jax.tree_util.keystr(path): int(value)
+          for path, value in jax.tree_util.tree_flatten_with_path(values)[0]}
+
+
+def _state_tree(state) -> dict[str, Any]:
+  return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+
+
+def _reason(error: BaseException) -> str:
+  """What went wrong, in words: the OS error anywhere in the chain, else the error's first line.
+
+  orbax wraps the errors of its writing threads (and TensorStore reports its own), so a full
+  disk may arrive as an OSError several causes deep or only as text.
+  """
+  seen = error
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.errno is not None:
+      return f"{os.strerror(seen.errno).lower()} ({errno.errorcode.get(seen.errno, seen.errno)})"
+    seen = seen.__cause__ or seen.__context__
+  text = str(error)
+  if "no space left" in text.lower() or "ENOSPC" in text:
+    return "no space left on device (ENOSPC)"
+  first = text.strip().splitlines()[0] if text.strip() else ""
+  return f"{type(error).__name__}: {first[:300]}"
+
+
+def _is_shape_error(error: BaseException) -> bool:
+  """orbax's words for an array or tree that does not fit the target (not a damaged file)."""
+  text = str(error)
+  return isinstance(error, ValueError) and (
+      "not compatible with the stored shape" in text or "tree structure" in text.lower())
+
+
+def _all_processes(ok: bool) -> bool:
+  """True on every process when ``ok`` is True on every process (a collective)."""
+  if jax.process_count() == 1:
+    return ok
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
 
 
 def _lookup(config: Mapping[str, Any], dotted: str):
@@ -115,6 +204,9 @@ class Checkpointer:
       raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}")
     self.workdir = _absolute(workdir)
     self.directory = self.workdir / CHECKPOINT_DIR
+    self.read_only = read_only
+    self._saving = None   # the step of the save in flight, to name it if it fails.
+    self._failed = False  # a save failed and was reported; later waits stay quiet.
     policies = [preservation.LatestN(max_to_keep)]
     if keep_best:
       # reverse=True sorts the losses from high to low, so the lowest is the one kept.
@@ -135,23 +227,53 @@ class Checkpointer:
 
   def save(self, step: int, state, config, data_iterator=None,
            eval_loss: float | None = None) -> bool:
-    """Starts an asynchronous save of ``state`` (whose ``step`` field equals ``step``)."""
+    """Starts an asynchronous save of ``state`` (whose ``step`` field equals ``step``).
+
+    Raises CheckpointSaveError when this save, or the previous one still being written, fails.
+    """
+    self.wait_until_finished()  # orbax waits for the previous save too; this names its step.
     items = dict(state=ocp.args.PyTreeSave(state),
-                 config=ocp.args.JsonSave(config_to_dict(config)))
+                 config=ocp.args.JsonSave(config_to_dict(config)),
+                 checksums=ocp.args.JsonSave(checksums(_state_tree(state))))
     if data_iterator is not None:
       import grain  # pylint: disable=g-import-not-at-top
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     metrics = None if eval_loss is None else {EVAL_METRIC: float(eval_loss)}
-    return self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics,
-                             force=True)
+    self._saving = step
+    try:
+      return self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics,
+                               force=True)
+    except Exception as error:  # pylint: disable=broad-except
+      raise self._save_error(step, error) from error
+
+  def _save_error(self, step: int, error: BaseException) -> "CheckpointSaveError":
+    """One error naming the workdir, the step and the reason, and what is still there."""
+    self._saving = None
+    self._failed = True
+    self.manager.reload()  # the failed step is not among them: orbax lists committed steps.
+    kept = sorted(self.all_steps())
+    kept_text = (f"the earlier checkpoints (steps {kept}) are intact and a rerun resumes from "
+                 f"step {kept[-1]}" if kept else "no earlier checkpoint exists")
+    return CheckpointSaveError(
+        f"saving checkpoint step {step} in workdir {self.workdir} failed: {_reason(error)}. "
+        f"Step {step} was not completed and will not be restored; {kept_text}. Free space "
+        f"under {self.workdir} (or pass another --workdir) and rerun the same command.")
 
   def saved_config(self, step: int) -> dict[str, Any]:
     restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return dict(restored.config)
 
+  def _corrupt(self, step: int, what: str, error: BaseException) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"checkpoint {self.directory}/{step} cannot be read: {what}: {_reason(error)}")
+
   def check_compatible(self, step: int, config) -> None:
     """Raises IncompatibleCheckpointError naming every architecture field that differs."""
-    mismatches = config_mismatches(self.saved_config(step), config_to_dict(config))
+    try:
+      saved = self.saved_config(step)
+    except Exception as error:  # pylint: disable=broad-except
+      raise self._corrupt(step, "its config", error) from error
+    mismatches = config_mismatches(saved, config_to_dict(config))
     if mismatches:
       raise IncompatibleCheckpointError(
           f"checkpoint {self.directory}/{step} was written with a config incompatible with "
@@ -163,6 +285,10 @@ class Checkpointer:
 
     ``abstract_state`` is a pytree of ``jax.ShapeDtypeStruct`` with shardings; ``config`` is
     this run's, checked first. ``data_iterator``, if given, continues where the run stopped.
+
+    Raises:
+      IncompatibleCheckpointError: the step was written for another model.
+      CorruptCheckpointError: its files cannot be read, or hold other values than were saved.
     """
     self.check_compatible(step, config)
     args = ocp.args.PyTreeRestore(
@@ -170,39 +296,142 @@ class Checkpointer:
             abstract_state))
     try:
       state = self.manager.restore(step, args=ocp.args.Composite(state=args)).state
-    except ValueError as error:  # e.g. a shape that the config check could not foresee.
-      raise IncompatibleCheckpointError(
-          f"checkpoint {self.directory}/{step} does not fit this run's state: {error}") from None
+    except Exception as error:  # pylint: disable=broad-except
+      if _is_shape_error(error):  # e.g. a shape that the config check could not foresee.
+        raise IncompatibleCheckpointError(
+            f"checkpoint {self.directory}/{step} does not fit this run's state: "
+            f"{error}") from None
+      raise self._corrupt(step, "its state", error) from error
+    self.verify(step, _state_tree(state))
     if data_iterator is not None:
-      self._restore_data(step, data_iterator, int(state.step))
+      try:
+        self._restore_data(step, data_iterator, int(state.step))
+      except (OSError, ValueError) as error:
+        raise self._corrupt(step, "its data-iterator state", error) from error
     return state
 
+  def verify(self, step: int, tree: Mapping[str, Any]) -> None:
+    """Raises CorruptCheckpointError if an array of ``tree`` differs from what was saved.
+
+    ``tree`` is {'step', 'params', 'opt_state'} or part of it; steps written before checksums
+    were saved are not checked.
+    """
+    if not (self.directory / str(step) / "checksums").exists():
+      return
+    try:
+      saved = dict(self.manager.restore(
+          step, args=ocp.args.Composite(checksums=ocp.args.JsonRestore())).checksums)
+    except Exception as error:  # pylint: disable=broad-except
+      raise self._corrupt(step, "its checksums", error) from error
+    restored = checksums(tree)
+    wrong = sorted(path for path, value in restored.items() if saved.get(path) != value)
+    if wrong:
+      raise CorruptCheckpointError(
+          f"checkpoint {self.directory}/{step} cannot be read: {len(wrong)} of "
+          f"{len(restored)} arrays read back differ from what was saved (checksum mismatch), "
+          f"e.g. {wrong[0]}")
+
+  def restore_latest(self, abstract_state, config, data_iterator=None):
+    """(state, step) of the newest step that restores, or (None, None) without checkpoints.
+
+    Each newer step that cannot be read is named in the log with the reason and, once an
+    older one has restored, moved to ``<workdir>/corrupt_checkpoints/<step>`` (not deleted:
+    it may be worth a look). If no step restores, nothing is moved and CorruptCheckpointError
+    lists them and says what to do.
+    """
+    failures = []
+    for step in sorted(self.all_steps(), reverse=True):
+      error = None
+      try:
+        state = self.restore(step, abstract_state, config, data_iterator)
+      except CorruptCheckpointError as caught:
+        error = caught
+      if not _all_processes(error is None):  # every process must go on from the same step.
+        error = error or CorruptCheckpointError(
+            f"checkpoint {self.directory}/{step} cannot be read on another process")
+        logging.warning("%s; trying the step before it", error)
+        failures.append((step, error))
+        continue
+      self._move_aside([bad for bad, _ in failures])
+      return state, step
+    if failures:
+      listed = "\n  ".join(str(error) for _, error in failures)
+      raise CorruptCheckpointError(
+          f"no checkpoint in {self.directory} can be restored:\n  {listed}\nNothing was "
+          f"moved or deleted. To train afresh in this workdir, move {self.directory} aside "
+          f"(e.g. mv {self.directory} {self.workdir / CORRUPT_DIR}); or pass another --workdir.")
+    return None, None
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Moves unreadable steps out of orbax's directory, so that no later run restores them."""
+    if steps and jax.process_index() == 0:
+      aside = self.workdir / CORRUPT_DIR
+      aside.mkdir(parents=True, exist_ok=True)
+      for step in steps:
+        target, copy = aside / str(step), 1
+        while target.exists():  # the same step number may go bad twice.
+          target, copy = aside / f"{step}.{copy}", copy + 1
+        (self.directory / str(step)).rename(target)
+        logging.warning("moved unreadable checkpoint step %d to %s", step, target)
+    if steps:
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        multihost_utils.sync_global_devices("gqn_jax.checkpoints.move_aside")
+      self.manager.reload()
+
   def _restore_data(self, step: int, iterator, state_step: int) -> None:
-    """Sets the grain iterator to its saved state (this process's file)."""
+    """Sets the grain iterator to its saved state (this process's file, or another's).
+
+    The input pipeline's order is global (input_pipeline.create_dataset): every process's
+    iterator stands at the same global batch index, so a state written by another number of
+    processes fits this one as long as config.data.worker_count is unchanged.
+    """
     index, count = jax.process_index(), jax.process_count()
     data_dir = self.directory / str(step) / "data"
     path = data_dir / f"process_{index}-of-{count}.json"
     if path.exists():
       iterator.set_state(json.loads(path.read_text()))
       return
-    # Written by another number of processes: a plain iterator's state is the index of the
-    # next batch, which is the same on every process; anything else cannot be mapped.
+    written = sorted(data_dir.glob("process_*-of-*.json")) if data_dir.exists() else []
+    if written:
+      saved = json.loads(written[0].read_text())
+      try:
+        iterator.set_state(saved)
+        logging.info("%s: data state written by another number of processes (%s); this "
+                     "process %d of %d continues the same global batch order", data_dir,
+                     written[0].name, index, count)
+        return
+      except Exception:  # pylint: disable=broad-except  # another worker_count, say.
+        pass
+    # A plain iterator's state is the index of the next batch, the step for a run that
+    # started at batch 0; anything else cannot be mapped.
     if set(iterator.get_state()) == {"next_index"}:
-      logging.warning("%s has no data state for process %d of %d; continuing at batch %d",
-                      data_dir, index, count, state_step)
+      logging.warning("%s has no data state usable by process %d of %d; continuing at batch "
+                      "%d", data_dir, index, count, state_step)
       iterator.set_state({"next_index": state_step})
     else:
-      logging.warning("%s has no data state for process %d of %d; the input starts afresh",
-                      data_dir, index, count)
+      logging.warning("%s has no data state usable by process %d of %d; the input starts "
+                      "afresh", data_dir, index, count)
 
   def reached_preemption(self, step: int) -> bool:
     return self.manager.reached_preemption(step)
 
   def wait_until_finished(self) -> None:
-    self.manager.wait_until_finished()
+    """Waits for the save in flight; raises CheckpointSaveError (once) if it failed."""
+    try:
+      self.manager.wait_until_finished()
+      self.manager.check_for_errors()
+    except Exception as error:  # pylint: disable=broad-except
+      if self._failed:  # already reported; orbax repeats the failure of its closed threads.
+        return
+      raise self._save_error(self._saving, error) from error
 
   def close(self) -> None:
-    self.manager.close()
+    try:
+      self.manager.close()
+    except Exception:  # pylint: disable=broad-except
+      if not self._failed:
+        raise
 
 
 def _read_config(workdir: epath.Path, checkpointer: Checkpointer, step: int):
@@ -233,10 +462,14 @@ def load(workdir, step: int | None = None) -> Checkpoint:
   Parameters come back as jax arrays on this process's first device, whatever the number of
   devices the run trained on.
 
+  Without ``step``, a newest step that cannot be read is named in the log and the one before
+  it is loaded (nothing is moved; training moves such steps aside).
+
   Raises:
     FileNotFoundError: ``workdir`` is not a directory.
     CheckpointNotFoundError: the workdir has no checkpoint, or none at ``step``.
     IncompatibleCheckpointError: the parameters do not fit the config's model.
+    CorruptCheckpointError: ``step`` (or, without one, every step) cannot be read.
   """
   given = pathlib.Path(workdir)
   if "://" not in str(workdir) and not given.is_dir():
@@ -264,28 +497,52 @@ def _load(workdir, step: int | None):
     steps = checkpointer.all_steps()
     if not steps:
       raise CheckpointNotFoundError(f"no complete checkpoint in {directory}")
-    if step is None:
-      step = max(steps)
-    elif step not in steps:
-      raise CheckpointNotFoundError(f"no checkpoint of step {step} in {directory}; it has "
-                                    f"steps {sorted(steps)}")
+    if step is not None:
+      if step not in steps:
+        raise CheckpointNotFoundError(f"no checkpoint of step {step} in {directory}; it has "
+                                      f"steps {sorted(steps)}")
+      return (*_load_step(workdir, checkpointer, step), step)
+    # The newest step that can be read, as training resumes (Checkpointer.restore_latest),
+    # but nothing is moved: evaluation may run beside a training job that owns the workdir.
+    failures = []
+    for candidate in sorted(steps, reverse=True):
+      try:
+        return (*_load_step(workdir, checkpointer, candidate), candidate)
+      except CorruptCheckpointError as error:
+        logging.warning("%s; trying the step before it", error)
+        failures.append(str(error))
+    listed = "\n  ".join(failures)
+    raise CorruptCheckpointError(
+        f"no checkpoint in {directory} can be read:\n  {listed}\nRerunning training in "
+        f"{workdir} reports the same and stops; train afresh with another --workdir.")
+  finally:
+    checkpointer.close()
+
+
+def _load_step(workdir: epath.Path, checkpointer: Checkpointer, step: int):
+  """(config, params) of one step, on this process's first device; checksums verified."""
+  directory = checkpointer.directory
+  try:
     config = ml_collections.ConfigDict(_read_config(workdir, checkpointer, step))
-    model = GQN(config_lib.model_config(config.model))
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    params = jax.eval_shape(lambda: train_step.init_params(model, jax.random.key(0)))
-    target = {"params": _abstract(params, device)}
-    args = ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)
-    try:
-      restored = checkpointer.manager.restore(step, args=ocp.args.Composite(state=args))
-    except ValueError as error:
+  except json.JSONDecodeError as error:
+    raise checkpointer._corrupt(step, "its config", error) from error  # pylint: disable=protected-access
+  model = GQN(config_lib.model_config(config.model))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  params = jax.eval_shape(lambda: train_step.init_params(model, jax.random.key(0)))
+  target = {"params": _abstract(params, device)}
+  args = ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True)
+  try:
+    restored = checkpointer.manager.restore(step, args=ocp.args.Composite(state=args))
+  except Exception as error:  # pylint: disable=broad-except
+    if _is_shape_error(error):
       raise IncompatibleCheckpointError(
           f"{directory}/{step}: the parameters do not fit the model of its config "
           f"{workdir / CONFIG_FILE}: {error}") from None
-    return config, restored.state["params"], step
-  finally:
-    checkpointer.close()
+    raise checkpointer._corrupt(step, "its parameters", error) from error  # pylint: disable=protected-access
+  checkpointer.verify(step, {"params": restored.state["params"]})
+  return config, restored.state["params"]
 
 
 def abstract_state(model: GQN, optim_cfg, sharding):

@@ -5,16 +5,21 @@ console script's ``sys.argv[0]`` is the generated wrapper (``.venv/bin/gqn-train
 defines no flags, so ``--help`` said only "Try --helpfull". ``run`` makes the flags of the
 gqn_jax module that defines them key flags of ``sys.argv[0]`` too.
 
-A missing optional dependency (gqn_jax/extras.py) ends the command with its one-line message.
+Errors a user can act on (a missing file or dataset, a bad value, an unreadable checkpoint, a
+full disk, a missing optional dependency (gqn_jax/extras.py): OSError, ValueError, RuntimeError,
+FloatingPointError, ImportError and their subclasses) end the command with ``error: <message>``
+on stderr and exit status 1: the messages name what to change, and a traceback above them buries
+that. ``--verbosity=1`` (or ``-v 1``) shows the traceback as well. Other exceptions (TypeError,
+AttributeError, ...) are bugs and keep their traceback.
 """
 
+import functools
 import sys
 from typing import Callable
 
 from absl import app
 from absl import flags
 
-from gqn_jax import extras
 
 
 def adopt_key_flags(module_name: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -24,10 +29,28 @@ def adopt_key_flags(module_name: str, flag_values: flags.FlagValues = flags.FLAG
     flag_values.register_key_flag_for_module(main, flag)
 
 
+# What a user's mistake or the environment raises, as opposed to a bug in the program.
+USER_ERRORS = (OSError, ValueError, RuntimeError, FloatingPointError, ImportError)
+ERROR_EXIT_CODE = 1
+
+
 def run(main: Callable, module_name: str) -> None:
   """``app.run(main)`` with ``--help`` listing ``module_name``'s flags; see the module doc."""
   adopt_key_flags(module_name)
+  app.run(functools.partial(_reporting_errors, main))
+
+
+def _reporting_errors(main: Callable, argv):
+  """Runs ``main``; a user error becomes its message alone (the traceback with -v 1)."""
   try:
-    app.run(main)
-  except extras.MissingExtraError as error:
-    sys.exit(f"error: {error}")
+    return main(argv)
+  except app.UsageError:
+    raise  # absl prints the usage line and the message itself.
+  except USER_ERRORS as error:
+    if flags.FLAGS.is_parsed() and flags.FLAGS.verbosity >= 1:
+      raise
+    message = str(error).strip() or type(error).__name__
+    if not message.startswith("error:"):
+      message = f"error: {message}"
+    print(message, file=sys.stderr)
+    sys.exit(ERROR_EXIT_CODE)

@@ -22,8 +22,10 @@ poses are zeros.
 B is the per-process batch, global_batch_size / jax.process_count(). Per batch, M ~ U{1..K}
 (the same M on every process) unless ``num_context_views`` fixes it; per scene, M + 1 distinct
 frames are drawn, the last one the query, as in DeepMind's reader. Poses come from
-``poses.camera_to_pose``. All draws are functions of (seed, step, process index) only, so a
-resumed iterator yields exactly the batches of an uninterrupted run.
+``poses.camera_to_pose``. The scenes of global batch b and all draws are functions of (seed, b,
+row of the global batch) only, so a resumed iterator yields exactly the batches of an
+uninterrupted run, and process p of P yields rows [p B, (p + 1) B) of the same global batches
+for any P.
 """
 
 import dataclasses
@@ -67,7 +69,7 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
     read_threads: threads reading and decoding batches in each process.
     prefetch_batches: batches decoded ahead.
     process_index, process_count: this process's share; default jax.process_index() and
-      jax.process_count(). Process i reads scenes [i * n // P, (i + 1) * n // P) of the split.
+      jax.process_count(). Process i reads rows [i * B, (i + 1) * B) of every global batch.
   """
   builder, source = open_split(name_or_builder, split, data_dir)
   layout = _layout(builder, max_context_views)
@@ -88,16 +90,21 @@ def create_dataset(name_or_builder, split: str, *, data_dir=None, global_batch_s
   if image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
 
+  # The scene order is global: global batch b holds the scenes at positions [b G, (b + 1) G)
+  # of one shuffle of the whole split (G = global_batch_size), and process p reads rows
+  # [p B, (p + 1) B) of it. A batch is then a function of (seed, b) alone, whatever the number
+  # of processes, so a run resumed with another process count continues the same global order
+  # from the batch index its checkpoint holds (checkpoints.Checkpointer._restore_data).
   records = len(source)
-  start = process_index * records // process_count
-  stop = (process_index + 1) * records // process_count
-  if stop - start < batch_size:
-    raise ValueError(f"{layout.where} {split}: process {process_index} of {process_count} gets "
-                     f"{stop - start} scenes, fewer than its batch of {batch_size}")
-  dataset = grain.MapDataset.source(source).map_with_index(_tag)[start:stop]
+  if records < global_batch_size:
+    raise ValueError(f"{layout.where} {split} has {records} scenes, fewer than its batch of "
+                     f"{global_batch_size} (the global batch)")
+  order = grain.MapDataset.range(records)
   if shuffle:
-    dataset = dataset.shuffle(seed=seed)
-  dataset = dataset.repeat(num_epochs).batch(batch_size, drop_remainder=True, batch_fn=list)
+    order = order.shuffle(seed=seed)
+  order = order.repeat(num_epochs).batch(global_batch_size, drop_remainder=True)
+  rows = slice(process_index * batch_size, (process_index + 1) * batch_size)
+  dataset = order.map(_Reader(source, rows))
   dataset = dataset.map_with_index(SceneBatcher(
       layout=dataclasses.replace(layout, where=f"{layout.where} {split}"), image_size=image_size,
       num_context_views=num_context_views, pose_order=pose_order, seed=seed,
@@ -119,9 +126,17 @@ class Layout:
   where: str              # names the dataset in errors, e.g. 'gqn/rooms_ring_camera/1.0.0'.
 
 
-def _tag(index: int, record: bytes):
-  """Pairs each record with its index in the split (tagged before slicing), for errors."""
-  return index, record
+@dataclasses.dataclass(frozen=True)
+class _Reader:
+  """A global batch's scene indices -> [(index, serialized scene)] of this process's rows.
+
+  Only this process's rows are read; the index names the record in errors.
+  """
+  source: object
+  rows: slice
+
+  def __call__(self, indices: np.ndarray):
+    return [(int(index), self.source[int(index)]) for index in indices[self.rows]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,17 +152,20 @@ class SceneBatcher:
   def __call__(self, step: int, records) -> dict[str, np.ndarray]:
     layout, size = self.layout, self.image_size
     views = layout.max_context_views
-    # M depends on (seed, step) only, so every process uses the same M for one global batch.
+    # M depends on (seed, step) only, so every process uses the same M for one global batch,
+    # and a scene's frames on (seed, step, its row of the global batch), so that a global batch
+    # is the same whatever the number of processes sharing it.
     count = self.num_context_views or int(
         np.random.default_rng([self.seed, step]).integers(1, views + 1))
-    rng = np.random.default_rng([self.seed, step, self.process_index])
     batch, stored = len(records), layout.frame_size
+    first_row = self.process_index * batch
     # Views of row r: frames[r, :count] are the context, frames[r, count] the query.
     frames = np.empty((batch, count + 1, stored, stored, 3), np.uint8)
     cameras = np.empty((batch, count + 1, 5), np.float32)
     for row, (index, serialized) in enumerate(records):
       where = f"{layout.where}, record {index}"
       jpegs, scene_cameras, scene = parse_scene(serialized, layout.frames_per_scene, where)
+      rng = np.random.default_rng([self.seed, step, first_row + row])
       chosen = rng.choice(layout.frames_per_scene, count + 1, replace=False)
       for slot, frame in enumerate(chosen):
         image = frames_lib.decode_jpeg(jpegs[frame], f"{where} (scene {scene}), frame {frame}")

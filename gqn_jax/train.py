@@ -67,6 +67,10 @@ def main(argv):
           trainer.NonFiniteLossError) as error:
     print(f"error: {error}", file=sys.stderr)  # the message alone: it names what to change.
     sys.exit(1)
+  if result["preempted"]:
+    print(f"stopped by SIGTERM after saving step {result['step']} in {_WORKDIR.value}; rerun "
+          f"the same command to continue (exit status {trainer.PREEMPTED_EXIT_CODE})")
+    sys.exit(trainer.PREEMPTED_EXIT_CODE)
   summary = f"finished at step {result['step']} in {_WORKDIR.value}"
   if result["train"]:
     summary += f"; train loss {result['train']['loss']:.1f}"

@@ -18,8 +18,10 @@ The fields this loop reads are config.train and config.data: ``config.TrainConfi
 ``config.DataConfig``, where each is documented with its default.
 """
 
+import contextlib
 import dataclasses
 import logging
+import signal
 import sys
 import time
 from typing import Any, Callable, Iterable, Mapping
@@ -39,6 +41,36 @@ from gqn_jax.model import GQN
 
 class NonFiniteLossError(FloatingPointError):
   """The loss of a step was NaN or infinite; the run stopped before saving that state."""
+
+
+# gqn-train's exit status after a SIGTERM: the step was saved and the run stopped early.
+# 128 + SIGTERM, as a shell reports a process killed by it, so that schedulers that restart
+# failed jobs (Kubernetes, SLURM --requeue, retry loops) restart this one; rerunning the same
+# command resumes it exactly.
+PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_requests_a_stop():
+  """A SIGTERM sets the flag yielded (a list; non-empty once signalled) instead of killing.
+
+  One process only: a multi-process run is stopped by JAX's preemption service, which hears
+  SIGTERM itself and agrees on one step for all processes (``reached_preemption``).
+  """
+  received = []
+  if jax.process_count() > 1 or not _in_main_thread():
+    yield received
+    return
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  try:
+    yield received
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+  import threading  # pylint: disable=g-import-not-at-top
+  return threading.current_thread() is threading.main_thread()
 
 
 @dataclasses.dataclass
@@ -182,11 +214,17 @@ def train_and_evaluate(config, workdir, data: Data | None = None) -> dict[str, A
 
   Returns:
     {'step', 'state' (the final TrainState), 'train' (last logged means), 'eval' (last
-    evaluation), 'image' (path of the last picture), 'steps_per_second' (last interval's)}.
+    evaluation), 'image' (path of the last picture), 'steps_per_second' (last interval's),
+    'preempted' (True when a SIGTERM stopped the run early, after saving 'step')}.
+
+  A SIGTERM (preemption) lets the step under way finish, saves it, waits for the save and
+  returns; rerunning resumes bit-identically (docs/faults.md).
 
   Raises:
     NonFiniteLossError: naming the step whose loss was not finite.
     checkpoints.IncompatibleCheckpointError: the workdir's checkpoint needs another model.
+    checkpoints.CorruptCheckpointError: no checkpoint of the workdir can be read back.
+    checkpoints.CheckpointSaveError: a save failed (a full disk, say), naming the step.
   """
   model_cfg = config_lib.model_config(config.model)
   optim_cfg = config_lib.optim_config(config.optim)
@@ -203,27 +241,29 @@ def train_and_evaluate(config, workdir, data: Data | None = None) -> dict[str, A
     checkpointer = checkpoints.Checkpointer(workdir, max_to_keep=train_cfg.keep_checkpoints,
                                             keep_best=train_cfg.keep_best_checkpoint)
     try:
-      return _run(loop, checkpointer, optim_cfg)
+      with _sigterm_requests_a_stop() as sigterm:
+        return _run(loop, checkpointer, optim_cfg, sigterm)
     finally:
       checkpointer.wait_until_finished()
       checkpointer.close()
       loop.writer.close()
 
 
-def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict[str, Any]:
+def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg,
+         sigterm: list) -> dict[str, Any]:
   train_cfg, model, mesh, config = loop.train_cfg, loop.model, loop.mesh, loop.config
   replicated = parallel.replicated(mesh)
   init_rng, train_rng, eval_rng = jax.jit(
       lambda: tuple(jax.random.split(jax.random.key(train_cfg.seed), 3)),
       out_shardings=replicated)()
   train_iterator = iter(loop.data.train)
-  latest = checkpointer.latest_step()
+  # The newest step that reads back; newer unreadable ones are named and moved aside.
+  state, latest = checkpointer.restore_latest(
+      checkpoints.abstract_state(model, optim_cfg, replicated), config, train_iterator)
   if latest is None:
     state = jax.jit(lambda rng: ts.create_train_state(model, optim_cfg, rng),
                     out_shardings=replicated)(init_rng)
   else:
-    state = checkpointer.restore(latest, checkpoints.abstract_state(model, optim_cfg, replicated),
-                                 config, train_iterator)
     logging.info("restored %s/%d", checkpointer.directory, latest)
   checkpoints.write_config(loop.workdir, config)
   start = int(jax.device_get(state.step))
@@ -233,7 +273,7 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
   render = (make_render(model, train_cfg.prior_samples, train_cfg.seed)
             if train_cfg.image_every_steps and loop.data.images is not None else None)
   result = {"step": start, "train": None, "eval": None, "image": None,
-            "steps_per_second": None, "state": state}
+            "steps_per_second": None, "state": state, "preempted": False}
   saved = latest
   pending = []  # this step's and earlier steps' metrics, still on the devices.
   history = []  # fetched metrics of the steps since the last log.
@@ -270,7 +310,7 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
       log = done % train_cfg.log_every_steps == 0 or last
       evaluate = eval_step is not None and (done % train_cfg.eval_every_steps == 0 or last)
       picture = render is not None and (done % train_cfg.image_every_steps == 0 or last)
-      preempted = checkpointer.reached_preemption(done)
+      preempted = bool(sigterm) or checkpointer.reached_preemption(done)
       save = (done % train_cfg.checkpoint_every_steps == 0 or last or preempted
               or (evaluate and train_cfg.keep_best_checkpoint))
       if step == start or log or evaluate or picture or save:
@@ -308,7 +348,9 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg) -> dict
       loop.writer.flush()
       result["step"], result["state"] = done, state
       if preempted:
+        checkpointer.wait_until_finished()  # the saved step must be complete before exiting.
         logging.warning("preemption signalled: saved step %d and stopped", done)
+        result["preempted"] = not last
         break
       if step == start or log or evaluate or picture or save:
         interval_steps, interval_began = 0, time.perf_counter()

@@ -131,6 +131,31 @@ def _has_shards(dataset_dir: epath.Path) -> bool:
              for split in released_format.SPLITS)
 
 
+def missing_files(source: epath.Path, name: str) -> dict[str, tuple[int, int]]:
+  """{split: (files found, files in the release)} of the splits of ``source`` that lack some.
+
+  The release's counts are GQN_SPEC.md's (released_format.DATASETS); a download that stopped
+  early (gsutil interrupted, a full disk) leaves fewer.
+  """
+  info = released_format.DATASETS[name.split(VARIANT_SEPARATOR, 1)[0]]
+  expected = {"train": info.train_files, "test": info.test_files}
+  found = {split: len(scene_records.list_shards(source / split)) for split in expected}
+  return {split: (found[split], expected[split]) for split in expected
+          if found[split] < expected[split]}
+
+
+def warn_if_partial(source: epath.Path, name: str) -> None:
+  """Logs a warning naming the counts when ``source`` holds only part of a released dataset."""
+  missing = missing_files(source, name)
+  if missing:
+    counts = ", ".join(f"{split} {found} of {expected} files"
+                       for split, (found, expected) in missing.items())
+    logging.warning(
+        "gqn/%s: %s holds a partial download: %s. The dataset built from it has only their "
+        "scenes; to build the whole release, fetch the rest with\n  %s", name, source, counts,
+        released_format.GSUTIL_COMMAND.format(name=source.name, manual_dir=source.parent))
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
   """GQN scenes: JPEG frames and raw camera records, one example per scene."""
 
@@ -161,6 +186,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     source = self._source_dir(dl_manager)
+    if not self.builder_config.generated:
+      warn_if_partial(source, self.builder_config.name)
     return {split: self._generate_examples(source / split, split)
             for split in released_format.SPLITS}
 
