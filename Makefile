@@ -107,6 +107,8 @@ bench-input: setup
 contact-sheets: setup
 	$(PY) -m gqn_jax.generate --name=rooms_ring_camera --contact_sheet=docs/images/contact_sheet_rooms.png --contact_sheet_scenes=5
 	$(PY) -m gqn_jax.generate --name=shepard_metzler_7_parts --contact_sheet=docs/images/contact_sheet_shepard_metzler.png --contact_sheet_scenes=5
+	$(PY) -m gqn_jax.generate --name=mazes --contact_sheet=docs/images/contact_sheet_mazes.png --contact_sheet_scenes=5 --contact_sheet_frames=12
+	$(PY) -m gqn_jax.generate --name=jaco --contact_sheet=docs/images/contact_sheet_jaco.png --contact_sheet_scenes=5
 
 tfds-generated: setup
 	$(VENV)/bin/tfds build data/gqn --config=generated_rooms_ring_camera --data_dir=data/tfds --file_format=array_record

@@ -170,3 +170,37 @@ def test_tfds_cli_builds_the_dataset(tmp_path):
   builder = tfds.builder_from_directory(tmp_path / "tfds" / "gqn" / "rooms_ring_camera" / "1.0.0")
   assert builder.info.splits["train"].num_examples == 3
   assert len(builder.as_data_source("test")) == 2
+
+
+@pytest.mark.parametrize("name", [pytest.param("mazes", marks=pytest.mark.slow), "jaco"])
+def test_generated_mazes_and_jaco_build_and_feed_the_input_pipeline(name, tmp_path):
+  """The generator's mazes (84 px, 300 frames) and jaco scenes go through TFDS into batches."""
+  generate = pytest.importorskip("gqn_jax.generate")
+  from gqn_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  info = released_format.DATASETS[name]
+  written = generate.write_dataset(name, tmp_path / "generated", train_scenes=3, test_scenes=1,
+                                   scenes_per_shard=2, workers=2, progress=False)
+  builder = _data_builder.build(f"generated_{name}", tmp_path / "generated", tmp_path / "tfds")
+  assert builder.info.splits["train"].num_examples == 3
+  assert builder.info.features["frames"].shape == (info.frames_per_scene, info.frame_size,
+                                                   info.frame_size, 3)
+  stored = _stored(builder, "train")
+  first = stored["train/1-of-2.tfrecord#0"]
+  jpegs, cameras = released_format.decode_scene(
+      _first_record(written / "train" / "1-of-2.tfrecord"), info.frames_per_scene)
+  assert first[0] == jpegs
+  np.testing.assert_array_equal(first[1], cameras)
+  dataset = input_pipeline.create_dataset(
+      f"generated_{name}", "train", data_dir=tmp_path / "tfds", global_batch_size=2,
+      image_size=32, shuffle=False, process_index=0, process_count=1, read_threads=1,
+      prefetch_batches=1)
+  batch = next(iter(dataset))
+  assert batch["context_images"].shape == (2, info.max_context_views, 32, 32, 3)
+  assert batch["query_image"].shape == (2, 32, 32, 3)
+  assert batch["context_mask"][:, 0].all()
+  assert np.ptp(batch["query_image"]) > 0.1, "blank frames"
+
+
+def _first_record(path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return next(iter(tf.data.TFRecordDataset(str(path)))).numpy()
