@@ -113,6 +113,8 @@ def _analytic_sphere(centre, radius, record, size, samples=4):
   offset = np.asarray(centre) - record[:3]
   along = rays @ offset
   hit = (along > 0) & (offset @ offset - along ** 2 < radius ** 2)
+  if not hit.any():
+    return 0.0, np.full(2, np.nan)
   rows, columns = (np.mgrid[:size * samples, :size * samples] + 0.5) / samples
   return hit.sum() / samples ** 2, np.array([columns[hit].mean(), rows[hit].mean()])
 
