@@ -162,6 +162,7 @@ def test_load_without_a_step_skips_an_unreadable_latest_step_and_moves_nothing(t
     checkpoints.load_for_inference(tmp_path)
 
 
+@pytest.mark.slow
 def test_training_resumes_from_the_newest_readable_step(tmp_path, caplog):
   config = _config(num_steps=3, checkpoint_every_steps=1)
   trainer.train_and_evaluate(config, tmp_path, data=_train_synthetic.data(config))
@@ -220,37 +221,24 @@ def test_enospc_during_an_async_save_is_one_error_naming_workdir_and_step(tmp_pa
 
 # --- SIGTERM (preemption) ------------------------------------------------------------------------
 
-class _SigtermAt:
-  """Synthetic training data whose iterator sends this process SIGTERM as it yields batch k,
-  i.e. in the middle of step k (its batch read, its update not yet computed)."""
+def _sigterm_in_step(monkeypatch, step: int):
+  """Makes the trainer's step function send this process SIGTERM right after dispatching
+  step ``step`` (1-based), while the device computes it."""
+  make = ts.make_train_step
 
-  def __init__(self, data: trainer.Data, batch: int):
-    self.data, self.batch = data, batch
+  def make_then_sigterm(*args, **kwargs):
+    step_fn, calls = make(*args, **kwargs), []
 
-  def __call__(self):
-    dataset, batch = self.data.train, self.batch
+    def wrapped(*step_args):
+      calls.append(None)
+      out = step_fn(*step_args)
+      if len(calls) == step:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return out
 
-    class Dataset:
-      def __iter__(self):
-        return Iterator(iter(dataset))
+    return wrapped
 
-    class Iterator:
-      def __init__(self, inner):
-        self.inner, self.index = inner, None
-
-      def __next__(self):
-        self.index = self.inner.get_state()["next_index"]
-        if self.index == batch:
-          os.kill(os.getpid(), signal.SIGTERM)
-        return next(self.inner)
-
-      def get_state(self):
-        return self.inner.get_state()
-
-      def set_state(self, state):
-        self.inner.set_state(state)
-
-    return trainer.Data(train=Dataset(), eval=self.data.eval, images=self.data.images)
+  monkeypatch.setattr(trainer.ts, "make_train_step", make_then_sigterm)
 
 
 def _uninterrupted(tmp_path, config):
@@ -259,16 +247,18 @@ def _uninterrupted(tmp_path, config):
 
 
 @pytest.mark.slow
-def test_sigterm_during_a_step_saves_that_step_and_a_restart_is_bit_identical(tmp_path):
+def test_sigterm_during_a_step_saves_that_step_and_a_restart_is_bit_identical(tmp_path,
+                                                                             monkeypatch):
   config = _config(num_steps=6, checkpoint_every_steps=100)  # no save but the SIGTERM's.
   reference = _uninterrupted(tmp_path, config)
   workdir = tmp_path / "preempted"
-  data = _SigtermAt(_train_synthetic.data(config), batch=3)()
-  stopped = trainer.train_and_evaluate(config, workdir, data=data)
-  assert stopped["preempted"] and stopped["step"] == 4  # step 4 used batch 3, and was saved.
+  _sigterm_in_step(monkeypatch, 3)
+  stopped = trainer.train_and_evaluate(config, workdir, data=_train_synthetic.data(config))
+  monkeypatch.undo()
+  assert stopped["preempted"] and stopped["step"] == 3
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only.
   checkpointer = checkpoints.Checkpointer(workdir, read_only=True)
-  assert checkpointer.all_steps() == [4]
+  assert checkpointer.all_steps() == [3]
   checkpointer.close()
   resumed = trainer.train_and_evaluate(config, workdir, data=_train_synthetic.data(config))
   assert resumed["step"] == 6 and not resumed["preempted"]
@@ -348,3 +338,160 @@ def test_a_state_saved_by_one_process_resumes_two_in_the_same_global_order(
     for key in batch:
       np.testing.assert_array_equal(np.concatenate([first[key], second[key]]), batch[key],
                                     err_msg=key)
+
+
+# --- The command line: a real full disk, and SIGTERM's exit status ------------------------------
+
+def _train_command(workdir, data_dir, *overrides):
+  from _train_synthetic import PYTHON  # pylint: disable=g-import-not-at-top
+  return [PYTHON, "-m", "gqn_jax.train", "--config=tests/_train_tiny_config.py",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.data.dataset=rooms_ring_camera", *overrides]
+
+
+def _namespaces_work(directory) -> bool:
+  """Whether this machine lets an unprivileged user mount a tmpfs in its own namespace."""
+  if shutil.which("unshare") is None:
+    return False
+  import subprocess  # pylint: disable=g-import-not-at-top
+  probe = subprocess.run(["unshare", "-Urm", "sh", "-c",
+                          f"mount -t tmpfs -o size=1m tmpfs {directory}"],
+                         capture_output=True, check=False)
+  return probe.returncode == 0
+
+
+@pytest.mark.slow
+def test_full_disk_under_the_workdir_is_one_error_and_keeps_the_earlier_steps(tmp_path, dataset):
+  """gqn-train on a 2.5 MB filesystem (a tmpfs in a user and mount namespace): the checkpoints
+  of the tiny model are about 0.9 MB each, so the third save finds the disk full."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  from _train_synthetic import REPO, subprocess_env  # pylint: disable=g-import-not-at-top
+  disk, kept = tmp_path / "disk", tmp_path / "kept"
+  disk.mkdir()
+  if not _namespaces_work(disk):
+    pytest.skip("unshare -Urm cannot mount a tmpfs here (no user namespaces)")
+  workdir = disk / "run"
+  command = " ".join(_train_command(workdir, dataset, "--config.train.num_steps=24",
+                                    "--config.train.checkpoint_every_steps=2",
+                                    "--config.train.keep_checkpoints=5"))
+  script = (f"mount -t tmpfs -o size=2560k tmpfs {disk} && {command}; status=$?; "
+            f"cp -a {workdir} {kept}; exit $status")
+  result = subprocess.run(["unshare", "-Urm", "sh", "-c", script], env=subprocess_env(),
+                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 1, result.stderr[-4000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1, result.stderr[-4000:]
+  assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr, \
+      result.stderr[-4000:]
+  message = errors[0]
+  assert f"in workdir {workdir} failed: no space left on device" in message, message
+  failed = int(message.split("saving checkpoint step ")[1].split()[0])
+  reader = checkpoints.Checkpointer(kept, read_only=True)
+  steps = sorted(reader.all_steps())
+  reader.close()
+  assert steps and failed not in steps and steps == list(range(2, failed, 2)), (steps, message)
+  assert f"steps {steps}) are intact and a rerun resumes from step {steps[-1]}" in message
+  for step in steps:  # every earlier step still reads back, checksums and all.
+    checkpoints.load_for_inference(kept, step=step)
+  assert checkpoints.load(kept).step == steps[-1]  # no half-written step taken for complete.
+
+
+@pytest.fixture(scope="module")
+def cli_reference(tmp_path_factory, dataset):
+  """An uninterrupted 12-step gqn-train run, and the compilation cache the others share."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  from _train_synthetic import REPO, subprocess_env  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("sigterm")
+  env = subprocess_env(cache_dir=root / "compilation_cache")
+  result = subprocess.run(_train_command(root / "reference", dataset,
+                                         "--config.train.num_steps=12"),
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-4000:]
+  return root / "reference", env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["step", "async_save"])
+def test_gqn_train_on_sigterm_saves_exits_143_and_resumes_bit_identically(
+    tmp_path, dataset, cli_reference, moment):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from _train_synthetic import REPO  # pylint: disable=g-import-not-at-top
+  reference, env = cli_reference
+  workdir = tmp_path / "run"
+  every = 1 if moment == "async_save" else 100
+  command = _train_command(workdir, dataset, "--config.train.num_steps=12",
+                           f"--config.train.checkpoint_every_steps={every}",
+                           "--config.train.log_every_steps=1")
+  log = tmp_path / "run.log"
+  with open(log, "w") as out:
+    run = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+  checkpoint_dir = workdir / "checkpoints"
+  try:
+    deadline = time.monotonic() + 500
+    while run.poll() is None:
+      assert time.monotonic() < deadline, "the run did not get to step 3 in time"
+      if moment == "step" and "step 3: loss" in log.read_text():
+        break
+      if moment == "async_save" and checkpoint_dir.exists() and any(
+          "orbax-checkpoint-tmp" in p.name and int(p.name.split(".")[0]) >= 3
+          for p in checkpoint_dir.iterdir()):
+        break
+      time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=300) == trainer.PREEMPTED_EXIT_CODE == 143, log.read_text()[-4000:]
+  finally:
+    if run.poll() is None:
+      run.kill()
+  output = log.read_text()
+  stopped = int(output.split("stopped by SIGTERM after saving step ")[1].split()[0])
+  assert 3 <= stopped < 12 and "Traceback" not in output
+  reader = checkpoints.Checkpointer(workdir, read_only=True)
+  assert reader.latest_step() == stopped
+  reader.close()
+  restart = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=600, check=False)
+  assert restart.returncode == 0, restart.stderr[-4000:]
+  assert f"restored {checkpoint_dir}/{stopped}" in restart.stderr
+  _, expected = checkpoints.load_for_inference(reference, step=12)
+  _, resumed = checkpoints.load_for_inference(workdir, step=12)
+  _assert_same(resumed, expected)
+
+
+# --- A partial download --------------------------------------------------------------------------
+
+def _touch_release(root, name, drop):
+  """Empty files named as the release's shards of ``name``, less ``drop`` {split: count}."""
+  from gqn_jax import released_format  # pylint: disable=g-import-not-at-top
+  info = released_format.DATASETS[name]
+  for split, total in (("train", info.train_files), ("test", info.test_files)):
+    directory = root / name / split
+    directory.mkdir(parents=True)
+    for index in range(1, total + 1 - drop.get(split, 0)):
+      (directory / released_format.shard_name(index, total)).touch()
+  return root / name
+
+
+def test_missing_files_counts_found_and_expected_per_split(tmp_path):
+  import _data_builder  # pylint: disable=g-import-not-at-top
+  builder = _data_builder.builder_module()
+  complete = _touch_release(tmp_path / "complete", "shepard_metzler_5_parts", {})
+  assert builder.missing_files(complete, "shepard_metzler_5_parts") == {}
+  partial = _touch_release(tmp_path / "partial", "shepard_metzler_5_parts", {"train": 3})
+  assert builder.missing_files(partial, "shepard_metzler_5_parts-skip_bad") == {
+      "train": (897, 900)}
+
+
+def test_building_from_a_partial_download_warns_with_the_counts(tmp_path, caplog):
+  import _data_builder  # pylint: disable=g-import-not-at-top
+  import _data_records  # pylint: disable=g-import-not-at-top
+  _data_records.write_dataset(tmp_path / "manual", "rooms_ring_camera",
+                              {"train": 25, "test": 5}, 10)
+  with caplog.at_level(logging.WARNING):
+    builder = _data_builder.build("rooms_ring_camera", tmp_path / "manual", tmp_path / "tfds")
+  assert builder.info.splits["train"].num_examples == 25  # what there is is still built.
+  assert ("gqn/rooms_ring_camera: " + str(tmp_path / "manual" / "rooms_ring_camera")
+          + " holds a partial download: train 3 of 2160 files, test 1 of 240 files") \
+      in caplog.text
+  assert "gsutil -m cp -R gs://gqn-dataset/rooms_ring_camera" in caplog.text
