@@ -34,6 +34,8 @@ import json
 import logging
 import os
 import pathlib
+import sys
+import traceback
 from typing import Any, Mapping
 
 from etils import epath
@@ -135,6 +137,42 @@ def _reason(error: BaseException) -> str:
   return f"{type(error).__name__}: {first[:300]}"
 
 
+# How a full disk shows in orbax's threads: an OSError, or TensorStore's RESOURCE_EXHAUSTED text.
+_FULL_DISK_MARKERS = ("No space left on device", "[Errno 28]", "os_error_code='28'")
+
+
+class _FullDiskNoise(logging.Filter):
+  """Drops orbax's and asyncio's own reports of a save that failed on a full disk.
+
+  Each of orbax's writing threads logs the failure with its traceback, asyncio then reports
+  every write task whose error nobody retrieved: some 70 tracebacks for one full disk. The
+  CheckpointSaveError says it once, with the step and the workdir. Other failures keep their
+  logs (they may be bugs worth the traceback).
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or (
+        "/orbax/" not in record.pathname and record.name != "asyncio"):
+      return True
+    text = record.getMessage()
+    if record.exc_info:
+      text += "".join(traceback.format_exception(*record.exc_info))
+    return not any(marker in text for marker in _FULL_DISK_MARKERS)
+
+
+def _without_closed_loop_errors(hook):
+  """``hook`` (sys.excepthook) less TensorStore's reports of a write that completed after a
+  failed save had closed orbax's event loop: 'RuntimeError: Event loop is closed', one per
+  pending write, printed from TensorStore's threads; nothing in this project raises it."""
+
+  def quiet_hook(kind, value, trace):
+    if not (issubclass(kind, RuntimeError) and str(value) == "Event loop is closed"):
+      hook(kind, value, trace)
+
+  quiet_hook.wrapped = hook
+  return quiet_hook
+
+
 def _is_shape_error(error: BaseException) -> bool:
   """orbax's words for an array or tree that does not fit the target (not a damaged file)."""
   text = str(error)
@@ -207,6 +245,12 @@ class Checkpointer:
     self.read_only = read_only
     self._saving = None   # the step of the save in flight, to name it if it fails.
     self._failed = False  # a save failed and was reported; later waits stay quiet.
+    self._noise = None
+    if not read_only:  # until close(): a full disk is reported once, by CheckpointSaveError.
+      self._noise = _FullDiskNoise()
+      for name in ("absl", "asyncio"):
+        logging.getLogger(name).addFilter(self._noise)
+      sys.excepthook = _without_closed_loop_errors(sys.excepthook)
     policies = [preservation.LatestN(max_to_keep)]
     if keep_best:
       # reverse=True sorts the losses from high to low, so the lowest is the one kept.
@@ -397,7 +441,7 @@ class Checkpointer:
       saved = json.loads(written[0].read_text())
       try:
         iterator.set_state(saved)
-        logging.info("%s: data state written by another number of processes (%s); this "
+        logging.warning("%s: data state written by another number of processes (%s); this "
                      "process %d of %d continues the same global batch order", data_dir,
                      written[0].name, index, count)
         return
@@ -432,6 +476,13 @@ class Checkpointer:
     except Exception:  # pylint: disable=broad-except
       if not self._failed:
         raise
+    finally:
+      if self._noise is not None:
+        for name in ("absl", "asyncio"):
+          logging.getLogger(name).removeFilter(self._noise)
+        if hasattr(sys.excepthook, "wrapped"):
+          sys.excepthook = sys.excepthook.wrapped
+        self._noise = None
 
 
 def _read_config(workdir: epath.Path, checkpointer: Checkpointer, step: int):
