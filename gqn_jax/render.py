@@ -2,7 +2,7 @@ r"""Renders one of the paper's figures from a trained run.
 
   python -m gqn_jax.render <figure> --workdir=<run> --output=<file> [options]
 
-Figures (see ``gqn_jax/figures/``): novel_views, uncertainty, scene_algebra,
+Figures (see ``gqn_jax/figures/``): novel_views, uncertainty, scene_algebra, self_correction,
 representation_space and training_curves write PNGs; flyaround writes an animated GIF.
 Examples::
 

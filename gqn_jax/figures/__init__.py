@@ -5,7 +5,7 @@ draws, and writes the file named by ``request.output``.
 """
 
 FIGURES = ("novel_views", "uncertainty", "flyaround", "scene_algebra", "representation_space",
-           "training_curves")
+           "training_curves", "self_correction")
 NEEDS_CHECKPOINT = frozenset(FIGURES) - {"training_curves"}
 
 
