@@ -133,8 +133,12 @@ def _reason(error: BaseException) -> str:
   text = str(error)
   if "no space left" in text.lower() or "ENOSPC" in text:
     return "no space left on device (ENOSPC)"
-  first = text.strip().splitlines()[0] if text.strip() else ""
-  return f"{type(error).__name__}: {first[:300]}"
+  innermost = error  # orbax's own wrapper says only 'Encountered error while reading ...'.
+  while (innermost.__cause__ or innermost.__context__) is not None:
+    innermost = innermost.__cause__ or innermost.__context__
+  text = str(innermost).strip()
+  first = text.splitlines()[0].split(" [tensorstore_spec=")[0] if text else ""
+  return f"{type(innermost).__name__}: {first[:400]}"
 
 
 # How a full disk shows in orbax's threads: an OSError, or TensorStore's RESOURCE_EXHAUSTED text.
@@ -160,17 +164,22 @@ class _FullDiskNoise(logging.Filter):
     return not any(marker in text for marker in _FULL_DISK_MARKERS)
 
 
-def _without_closed_loop_errors(hook):
-  """``hook`` (sys.excepthook) less TensorStore's reports of a write that completed after a
-  failed save had closed orbax's event loop: 'RuntimeError: Event loop is closed', one per
-  pending write, printed from TensorStore's threads; nothing in this project raises it."""
+def _quiet_closed_loop_reports() -> None:
+  """Makes sys.excepthook skip TensorStore's reports of a read or write that completed after a
+  failed restore or save had closed orbax's event loop: 'RuntimeError: Event loop is closed',
+  one traceback per pending operation, printed from TensorStore's threads (nothing in this
+  project raises it). The failure itself is reported once, by this module's errors. Stays for
+  the process: the reports may come after the Checkpointer is closed."""
+  hook = sys.excepthook
+  if getattr(hook, "quiet_closed_loop", False):
+    return
 
   def quiet_hook(kind, value, trace):
     if not (issubclass(kind, RuntimeError) and str(value) == "Event loop is closed"):
       hook(kind, value, trace)
 
-  quiet_hook.wrapped = hook
-  return quiet_hook
+  quiet_hook.quiet_closed_loop = True
+  sys.excepthook = quiet_hook
 
 
 def _is_shape_error(error: BaseException) -> bool:
@@ -242,15 +251,14 @@ class Checkpointer:
       raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}")
     self.workdir = _absolute(workdir)
     self.directory = self.workdir / CHECKPOINT_DIR
-    self.read_only = read_only
     self._saving = None   # the step of the save in flight, to name it if it fails.
     self._failed = False  # a save failed and was reported; later waits stay quiet.
     self._noise = None
+    _quiet_closed_loop_reports()
     if not read_only:  # until close(): a full disk is reported once, by CheckpointSaveError.
       self._noise = _FullDiskNoise()
       for name in ("absl", "asyncio"):
         logging.getLogger(name).addFilter(self._noise)
-      sys.excepthook = _without_closed_loop_errors(sys.excepthook)
     policies = [preservation.LatestN(max_to_keep)]
     if keep_best:
       # reverse=True sorts the losses from high to low, so the lowest is the one kept.
@@ -290,8 +298,9 @@ class Checkpointer:
     except Exception as error:  # pylint: disable=broad-except
       raise self._save_error(step, error) from error
 
-  def _save_error(self, step: int, error: BaseException) -> "CheckpointSaveError":
+  def _save_error(self, step: int | None, error: BaseException) -> "CheckpointSaveError":
     """One error naming the workdir, the step and the reason, and what is still there."""
+    step = "(unknown)" if step is None else step
     self._saving = None
     self._failed = True
     self.manager.reload()  # the failed step is not among them: orbax lists committed steps.
@@ -477,11 +486,11 @@ class Checkpointer:
       if not self._failed:
         raise
     finally:
-      if self._noise is not None:
+      # After a failed save the filters stay: asyncio reports the failed write tasks when it
+      # collects them, which may be after this.
+      if self._noise is not None and not self._failed:
         for name in ("absl", "asyncio"):
           logging.getLogger(name).removeFilter(self._noise)
-        if hasattr(sys.excepthook, "wrapped"):
-          sys.excepthook = sys.excepthook.wrapped
         self._noise = None
 
 

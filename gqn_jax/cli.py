@@ -14,6 +14,7 @@ AttributeError, ...) are bugs and keep their traceback.
 """
 
 import functools
+import os
 import sys
 from typing import Callable
 
@@ -53,4 +54,18 @@ def _reporting_errors(main: Callable, argv):
     if not message.startswith("error:"):
       message = f"error: {message}"
     print(message, file=sys.stderr)
+    _silence_stderr()
     sys.exit(ERROR_EXIT_CODE)
+
+
+def _silence_stderr() -> None:
+  """Points file descriptor 2 at /dev/null once the message is out.
+
+  A failed restore or save leaves TensorStore operations in flight; when they complete during
+  interpreter shutdown they print 'RuntimeError: Event loop is closed' tracebacks (sys.excepthook
+  is gone by then, so checkpoints' filter cannot catch them), under the message that matters.
+  """
+  sys.stderr.flush()
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.close(devnull)

@@ -29,6 +29,7 @@ for any P.
 """
 
 import dataclasses
+import os
 
 import grain
 import numpy as np
@@ -229,13 +230,21 @@ def open_split(name_or_builder, split: str, data_dir=None):
   builder = name_or_builder
   if isinstance(name_or_builder, str):
     name = name_or_builder if "/" in name_or_builder else f"{TFDS_NAME}/{name_or_builder}"
+    config = name.split("/")[1].split(":")[0]
+    _check_config_name(name.split("/")[0], config)
+    build = (f"Build it with\n  tfds build data/gqn --config={config} "
+             f"--data_dir={data_dir or '<data_dir>'} --file_format=array_record")
+    if data_dir is not None and "://" not in str(data_dir) and not os.path.isdir(data_dir):
+      raise FileNotFoundError(f"data_dir={data_dir} does not exist, so it holds no prepared "
+                              f"TFDS dataset {name}. {build}")
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except Exception as error:  # TFDS raises several types for "not prepared here".
+      # Its first line only: the rest lists every dataset TFDS knows.
+      reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
       raise FileNotFoundError(
-          f"no prepared TFDS dataset {name} under data_dir={data_dir} ({error}). Build it "
-          f"with\n  tfds build data/gqn --config={name.split('/')[1].split(':')[0]} "
-          f"--data_dir={data_dir or '<data_dir>'} --file_format=array_record") from None
+          f"no prepared TFDS dataset {name} under data_dir={data_dir} ({reason}). "
+          f"{build}") from None
   try:
     source = builder.as_data_source(
         split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
@@ -244,6 +253,18 @@ def open_split(name_or_builder, split: str, data_dir=None):
                             f"{builder.info.full_name} under data_dir={data_dir}: "
                             f"{error}") from None
   return builder, source
+
+
+def _check_config_name(dataset: str, config: str) -> None:
+  """A ``gqn`` config is a released name, ``generated_<name>``, either with '-<variant>'."""
+  if dataset != TFDS_NAME:
+    return
+  base = config.split("-", 1)[0].removeprefix(GENERATED_PREFIX)
+  if base not in released_format.DATASETS:
+    raise ValueError(
+        f"unknown dataset {config!r}: the gqn datasets are {', '.join(released_format.DATASETS)}"
+        f", each also as generated_<name> (scenes from gqn_jax.generate) and with a "
+        f"'-<variant>' suffix")
 
 
 def _layout(builder, max_context_views: int | None) -> Layout:

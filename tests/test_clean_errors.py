@@ -23,12 +23,12 @@ def _run(*args, timeout=300):
                         capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _assert_message_alone(result, *expected):
+def _assert_message_alone(result, *expected, lines: int = 4):
+  """Exit status 1, no traceback, and stderr ends with the message (at most ``lines``)."""
   assert result.returncode == 1, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  last = result.stderr.strip().splitlines()[-1]
   error = result.stderr[result.stderr.rindex("error: "):]
-  assert last.startswith("error: ") or error.count("\n") < 12, result.stderr[-3000:]
+  assert error.strip().count("\n") < lines, result.stderr[-3000:]
   for text in expected:
     assert text in error, result.stderr[-3000:]
 
@@ -41,15 +41,16 @@ def _train(tmp_path, *overrides):
 def test_train_unknown_dataset(tmp_path, dataset):
   result = _train(tmp_path, "--config.data.dataset=no_such_rooms",
                   f"--config.data.data_dir={dataset}")
-  _assert_message_alone(result, "no prepared TFDS dataset gqn/no_such_rooms",
-                        f"data_dir={dataset}")
+  _assert_message_alone(result, "unknown dataset 'no_such_rooms': the gqn datasets are "
+                        "rooms_ring_camera, ")
 
 
 def test_train_missing_data_dir(tmp_path):
   missing = tmp_path / "no_such_dir"
   result = _train(tmp_path, "--config.data.dataset=rooms_ring_camera",
                   f"--config.data.data_dir={missing}")
-  _assert_message_alone(result, f"data_dir={missing}", "tfds build data/gqn")
+  _assert_message_alone(result, f"data_dir={missing} does not exist",
+                        "tfds build data/gqn --config=rooms_ring_camera")
 
 
 def test_train_too_many_context_views_and_the_traceback_on_request(tmp_path, dataset):
