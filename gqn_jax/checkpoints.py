@@ -115,7 +115,11 @@ def checksums(tree: Mapping[str, Any]) -> dict[str, int]:
           for path, value in jax.tree_util.tree_flatten_with_path(values)[0]}
 
 
-def _state_tree(state) -> dict[str, Any]:
+def _state_tree(state) -> Mapping[str, Any]:
+  """The saved state as a dict, so that its checksums' paths start with ['params'] whether it
+  is a TrainState or an exported {'params': ...} (gqn_jax/pretrained.py)."""
+  if isinstance(state, Mapping):
+    return state
   return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
 
 
