@@ -96,3 +96,20 @@ def test_summary_and_generate_bad_values(tmp_path):
   result = _run("gqn_jax.generate", "--name=no_such_scenes", f"--root={tmp_path}", "--train_scenes=1", "--test_scenes=1")
   assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
   assert "no_such_scenes" in result.stderr
+
+
+@pytest.mark.parametrize("error, alone", [("ValueError('--x: bad')", True),
+                                          ("OSError(28, 'No space left on device')", True),
+                                          ("TypeError('a bug')", False)])
+def test_cli_prints_user_errors_alone_and_keeps_the_traceback_of_bugs(error, alone):
+  code = ("from gqn_jax import cli\n"
+          "def main(argv):\n"
+          f"  raise {error}\n"
+          "cli.run(main, __name__)\n")
+  result = subprocess.run([PYTHON, "-c", code], env=subprocess_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 1
+  assert ("Traceback" not in result.stderr) == alone, result.stderr
+  if alone:
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
