@@ -63,18 +63,10 @@ nice -n "$NICE" "$PY" -m gqn_jax.train --config="$CONFIG" --workdir="$WORKDIR" -
   "$@" | tee -a "$WORKDIR/logs/train_summary.txt"
 done_stage "train (compile included)"
 
-stage "4/5 Evaluating on $TEST_SCENES held-out scenes"
-"$PY" -m gqn_jax.evaluate --workdir="$WORKDIR" --num_scenes="$TEST_SCENES" \
-  --output="$WORKDIR/figures/evaluation.json"
-done_stage "evaluate"
-
-stage "5/5 Figures into $WORKDIR/figures"
-for FIGURE in novel_views uncertainty training_curves scene_algebra representation_space; do
-  "$PY" -m gqn_jax.render "$FIGURE" --workdir="$WORKDIR" --output="$WORKDIR/figures/$FIGURE.png" \
-    --scenes_dir="$SCENES_ROOT"
-done
-"$PY" -m gqn_jax.render flyaround --workdir="$WORKDIR" --output="$WORKDIR/figures/flyaround.gif"
-done_stage "figures"
+stage "4/5 Evaluating on $TEST_SCENES held-out scenes; 5/5 figures into $WORKDIR/figures"
+EVAL_FLAGS="--num_scenes=$TEST_SCENES" sh experiments/figures/render_all.sh "$WORKDIR" \
+  "$WORKDIR/figures"
+done_stage "evaluate and figures"
 
 echo
 echo "== Stage times"
