@@ -19,6 +19,7 @@ from gqn_jax.figures import novel_views
 from gqn_jax.figures import representation_space
 from gqn_jax.figures import scene_algebra
 from gqn_jax.figures import scenes as scenes_lib
+from gqn_jax.figures import self_correction
 from gqn_jax.figures import training_curves
 from gqn_jax.figures import uncertainty
 from gqn_jax.scenes import camera
@@ -128,6 +129,36 @@ def test_uncertainty_writes_a_png(run, tmp_path):
     _render("uncertainty", workdir, tmp_path / "u.png", "--samples=1")
 
 
+# --- self_correction ---------------------------------------------------------------------------
+
+def test_path_sweeps_one_way_round_and_never_visits_the_targets(run):
+  workdir, _, _ = run
+  data_dir = _checkpoint_config(workdir).data.data_dir
+  scene = scenes_lib.read_scenes(_figures_run.DATASET, "test", data_dir, count=1,
+                                 image_size=8)[0]
+  path, targets = self_correction.path_and_targets(scene, 5, seed=3)
+  assert len(path) == 5 and len(targets) == self_correction.TARGETS
+  assert not set(path) & set(targets)
+  turns = np.mod(np.diff(scene.cameras[path, 3]), 2 * np.pi)
+  assert np.all(np.cumsum(turns) < 2 * np.pi)  # headings increase, less than one full turn.
+  again = self_correction.path_and_targets(scene, 5, seed=3)
+  np.testing.assert_array_equal(again[0], path)
+  with pytest.raises(ValueError, match="need 13 frames"):
+    self_correction.path_and_targets(scene, 10, seed=3)
+
+
+def test_psnr_closed_form():
+  truth = np.zeros((2, 4, 4, 3))
+  np.testing.assert_allclose(self_correction.psnr(truth + 0.1, truth), [20.0, 20.0])
+
+
+def test_self_correction_writes_a_png(run, tmp_path):
+  workdir, _, _ = run
+  path = _render("self_correction", workdir, tmp_path / "walk.png", "--scenes=2", "--samples=2")
+  with Image.open(path) as image:
+    assert image.format == "PNG"
+
+
 # --- flyaround ---------------------------------------------------------------------------------
 
 def test_ring_cameras_face_the_axis_at_the_scene_cameras_mean_radius_and_height():
@@ -220,6 +251,19 @@ def test_pca_recovers_a_plane_up_to_rotation():
   assert shares[0] > shares[1]
   # The sign of each component is fixed: a mirrored input gives the same picture.
   np.testing.assert_allclose(representation_space.pca_2d(-vectors)[0], points, atol=1e-8)
+
+
+def test_tsne_keeps_separated_clusters_apart():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(3, 40)) * 10
+  vectors = np.concatenate([c + rng.normal(size=(15, 40)) for c in centres])
+  cluster = np.repeat(np.arange(3), 15)
+  points = representation_space.tsne_2d(vectors, seed=0)
+  assert points.shape == (45, 2)
+  distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+  np.fill_diagonal(distances, np.inf)
+  assert np.all(cluster[np.argmin(distances, axis=1)] == cluster)
+  np.testing.assert_array_equal(representation_space.tsne_2d(vectors, seed=0), points)
 
 
 def test_factor_labels():

@@ -1,23 +1,25 @@
-"""Where scenes land in representation space: a 2-D PCA of r, coloured by scene factors.
+"""Where scenes land in representation space: 2-D PCA and t-SNE maps of r, coloured by factors.
 
 r of each held-out scene (from its first K context views, flattened) is projected onto the two
-principal components of all the scenes' r (NumPy SVD). One panel per factor, read from the
-scenes' factor sidecars (``figures.scenes``): a factor the representation encodes strongly forms
-clusters or a gradient along the components. The axis labels give the share of variance each
-component explains.
+principal components of all the scenes' r (NumPy SVD; the axis labels give the share of variance
+each explains) and embedded by t-SNE (scikit-learn, as the paper shows it), which keeps
+neighbours together where PCA keeps only the largest directions. One row per factor, read from
+the scenes' factor sidecars (``figures.scenes``), PCA on the left, t-SNE on the right: a factor
+the representation encodes strongly forms clusters.
 """
 
 import colorsys
 
 import numpy as np
 
+from gqn_jax import extras
 from gqn_jax.figures import common
 from gqn_jax.figures import scenes as scenes_lib
 
 DEFAULT_SCENES = 200
 PANEL_INCHES = 3.0    # one scatter plot, with its axis labels.
 LEGEND_INCHES = 1.4   # its legend, to its right.
-COLUMNS = 2
+COLUMNS = 2           # PCA, t-SNE.
 BATCH = 32            # scenes per representation call.
 SEVERAL = "several objects"
 HUES = ((15, "red"), (45, "orange"), (70, "yellow"), (160, "green"), (200, "cyan"),
@@ -92,11 +94,15 @@ def make(request: common.Request):
     r = model.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
                         np.stack([s.poses[c] for s, c in zip(chunk, chosen)]))
     vectors.append(np.asarray(r).reshape(len(chunk), -1))
-  points, explained = pca_2d(np.concatenate(vectors))
+  vectors = np.concatenate(vectors)
+  points, explained = pca_2d(vectors)
+  maps = {"PCA": (points, (f"PC 1 ({100 * explained[0]:.0f}% of variance)",
+                           f"PC 2 ({100 * explained[1]:.0f}%)")),
+          "t-SNE": (tsne_2d(vectors, request.seed), ("t-SNE 1", "t-SNE 2"))}
   labels = {name: [available[name](scene.factors) for scene in scenes] for name in names}
-  title = (f"Representation space: PCA of r for {count} {request.split} scenes "
+  title = (f"Representation space: PCA and t-SNE of r for {count} {request.split} scenes "
            f"({views} context views each)\n{common.checkpoint_title(request)}")
-  figure = draw(points, explained, labels, title)
+  figure = draw(maps, labels, title)
   return common.save_png(figure, output)
 
 
@@ -116,10 +122,17 @@ def pca_2d(vectors) -> tuple[np.ndarray, np.ndarray]:
   return points * signs, shares
 
 
-def figure_inches(panels: int) -> tuple[float, float]:
-  columns = min(panels, COLUMNS)
-  rows = -(-panels // columns)
-  return columns * (PANEL_INCHES + LEGEND_INCHES) + 0.2, rows * (PANEL_INCHES + 0.7) + 0.6
+def tsne_2d(vectors, seed: int) -> np.ndarray:
+  """[N, D] -> [N, 2] t-SNE embedding (perplexity below N, as t-SNE requires), fixed by seed."""
+  manifold = extras.require("sklearn.manifold", "figures", "the t-SNE map of r")
+  vectors = np.asarray(vectors, np.float64)
+  perplexity = min(30.0, (len(vectors) - 1) / 3)
+  return manifold.TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+      vectors - vectors.mean(axis=0))
+
+
+def figure_inches(factors: int) -> tuple[float, float]:
+  return COLUMNS * (PANEL_INCHES + LEGEND_INCHES) + 0.2, factors * (PANEL_INCHES + 0.7) + 0.6
 
 
 def category_colour(category: str, number: int) -> str:
@@ -129,30 +142,30 @@ def category_colour(category: str, number: int) -> str:
   return NAMED_COLOURS.get(category, f"C{number % 10}")
 
 
-def draw(points, explained, labels: dict, title: str):
-  """points [N, 2], explained [2], labels {factor: [N labels]} -> one scatter panel per factor."""
-  panels = len(labels)
-  columns = min(panels, COLUMNS)
-  width, height = figure_inches(panels)
+def draw(maps: dict, labels: dict, title: str):
+  """maps {name: (points [N, 2], (x label, y label))}, labels {factor: [N labels]} -> one row
+  of scatter panels per factor, one panel per map."""
+  width, height = figure_inches(len(labels))
   figure = common.new_figure(width, height)
   cell_width = PANEL_INCHES + LEGEND_INCHES
-  for index, (factor, values) in enumerate(labels.items()):
-    row, column = divmod(index, columns)
-    left = 0.55 + column * cell_width
-    bottom = height - 0.8 - (row + 1) * (PANEL_INCHES + 0.7) + 0.8
-    axes = figure.add_axes([left / width, bottom / height, (PANEL_INCHES - 0.55) / width,
-                            (PANEL_INCHES - 0.3) / height])
+  for row, (factor, values) in enumerate(labels.items()):
     categories = sorted(set(values), key=lambda v: (v == SEVERAL, v))
-    for number, category in enumerate(categories):
-      chosen = np.array([value == category for value in values])
-      axes.scatter(points[chosen, 0], points[chosen, 1], s=12, alpha=0.85,
-                   color=category_colour(category, number), edgecolors="0.3", linewidths=0.3,
-                   label=f"{category} ({int(chosen.sum())})")
-    axes.set_title(f"coloured by {factor.replace('_', ' ')}", fontsize=common.TITLE_FONT)
-    axes.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)", fontsize=7)
-    axes.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}%)", fontsize=7)
-    axes.tick_params(labelsize=6)
-    axes.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                borderaxespad=0, handletextpad=0.2)
+    for column, (map_name, (points, (x_label, y_label))) in enumerate(maps.items()):
+      left = 0.55 + column * cell_width
+      bottom = height - 0.8 - (row + 1) * (PANEL_INCHES + 0.7) + 0.8
+      axes = figure.add_axes([left / width, bottom / height, (PANEL_INCHES - 0.55) / width,
+                              (PANEL_INCHES - 0.3) / height])
+      for number, category in enumerate(categories):
+        chosen = np.array([value == category for value in values])
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=12, alpha=0.85,
+                     color=category_colour(category, number), edgecolors="0.3",
+                     linewidths=0.3, label=f"{category} ({int(chosen.sum())})")
+      axes.set_title(f"{map_name}, coloured by {factor.replace('_', ' ')}",
+                     fontsize=common.TITLE_FONT)
+      axes.set_xlabel(x_label, fontsize=7)
+      axes.set_ylabel(y_label, fontsize=7)
+      axes.tick_params(labelsize=6)
+      axes.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0, handletextpad=0.2)
   figure.suptitle(title, fontsize=common.TITLE_FONT, y=1 - 0.08 / height, va="top")
   return figure
