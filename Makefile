@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 # Headless MuJoCo rendering on CPU machines uses OSMesa; tcmalloc makes the CPU train step
 # faster (gqn_jax/allocator.py says why).
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
-PYTEST_FLAGS ?=
+# Two worker processes (pytest-xdist): both cores busy, and no single process accumulates every
+# test's compiled programs, threads and imported runtimes (TensorFlow, PyTorch, JAX) - a serial
+# run of the whole suite once died with a segmentation fault in CI. PYTEST_FLAGS= runs serially.
+PYTEST_FLAGS ?= -n 2
 
 .PHONY: setup system-packages test test-fast demo reference bench bench-reference bench-memory bench-activations bench-convs \
 	bench-b36 bench-bf16 bench-gpu bench-generate bench-input summary \
