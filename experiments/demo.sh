@@ -18,6 +18,7 @@ NAME=rooms_ring_camera
 SCENES_ROOT=data/generated/demo   # kept apart from other generated sets: a dataset directory
 DATA_DIR=data/tfds/demo           # holds the scenes of one generation run only.
 CONFIG=experiments/configs/demo.py
+REFERENCE=${DEMO_REFERENCE:-pretrained/rooms_ring_camera_32px}  # gqn_jax/configs/reference.py, trained
 SCENE_COUNTS="$TRAIN_SCENES train + $TEST_SCENES test"
 
 mkdir -p "$WORKDIR/logs"
@@ -31,7 +32,7 @@ done_stage() {
   LAST=$now
 }
 
-stage "1/4 Generating $SCENE_COUNTS $NAME scenes (MuJoCo) into $SCENES_ROOT"
+stage "1/5 Generating $SCENE_COUNTS $NAME scenes (MuJoCo) into $SCENES_ROOT"
 # Scenes written for other counts have other shard names; they must not be mixed in.
 if [ "$(cat "$SCENES_ROOT/.counts" 2>/dev/null)" != "$SCENE_COUNTS" ]; then
   rm -rf "${SCENES_ROOT:?}/$NAME" "${DATA_DIR:?}"
@@ -41,7 +42,7 @@ fi
 echo "$SCENE_COUNTS" > "$SCENES_ROOT/.counts"
 done_stage "generate scenes"
 
-stage "2/4 Building TFDS dataset gqn/generated_$NAME in $DATA_DIR"
+stage "2/5 Building TFDS dataset gqn/generated_$NAME in $DATA_DIR"
 if ! "$TFDS" build data/gqn --config=generated_$NAME --data_dir="$DATA_DIR" \
     --manual_dir="$SCENES_ROOT" --file_format=array_record > "$WORKDIR/logs/tfds_build.log" 2>&1; then
   tail -n 40 "$WORKDIR/logs/tfds_build.log"
@@ -51,12 +52,12 @@ fi
 echo "built (log: $WORKDIR/logs/tfds_build.log)"
 done_stage "build TFDS dataset"
 
-stage "3/4 Training $CONFIG in $WORKDIR (TensorBoard: tensorboard --logdir=$WORKDIR)"
+stage "3/5 Training $CONFIG in $WORKDIR (TensorBoard: tensorboard --logdir=$WORKDIR)"
 "$PY" -m gqn_jax.train --config="$CONFIG" --workdir="$WORKDIR" --verbosity=-1 "$@" \
   | tee "$WORKDIR/logs/train_summary.txt"
 done_stage "train (compile included)"
 
-stage "4/4 Picture"
+stage "4/5 Picture"
 PICTURE=$(ls -1 "$WORKDIR"/images/step_*.png | tail -n 1)
 "$PY" - "$PICTURE" "$WORKDIR/demo.png" <<'PYTHON'
 import sys
@@ -65,6 +66,15 @@ image = Image.open(sys.argv[1])
 image.resize((image.width * 4, image.height * 4), Image.NEAREST).save(sys.argv[2])
 PYTHON
 done_stage "picture"
+
+stage "5/5 The shipped reference model ($REFERENCE) on the same held-out scenes"
+if [ -d "$REFERENCE/checkpoints" ]; then
+  "$PY" -m gqn_jax.render novel_views --workdir="$REFERENCE" --data_dir="$DATA_DIR" \
+    --output="$WORKDIR/reference_novel_views.png" --scenes=6 --samples=4
+else
+  echo "no shipped model at $REFERENCE: skipped"
+fi
+done_stage "reference model's predictions"
 
 echo
 echo "== Stage times (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -75,3 +85,7 @@ grep -h "finished at step" "$WORKDIR/logs/train_summary.txt" || true
 echo "Each row: context views (grey: unused) | true query view | reconstruction | 4 samples"
 echo "from the prior, i.e. the model's predictions of the query view from the context alone."
 echo "picture: $WORKDIR/demo.png (4x enlarged; original $PICTURE)"
+if [ -f "$WORKDIR/reference_novel_views.png" ]; then
+  echo "the reference model (2 hours of CPU training) on the same held-out scenes:"
+  echo "  $WORKDIR/reference_novel_views.png"
+fi
