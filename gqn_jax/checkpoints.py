@@ -168,22 +168,30 @@ class _FullDiskNoise(logging.Filter):
     return not any(marker in text for marker in _FULL_DISK_MARKERS)
 
 
+def _closed_loop_error(value) -> bool:
+  return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+
 def _quiet_closed_loop_reports() -> None:
-  """Makes sys.excepthook skip TensorStore's reports of a read or write that completed after a
-  failed restore or save had closed orbax's event loop: 'RuntimeError: Event loop is closed',
-  one traceback per pending operation, printed from TensorStore's threads (nothing in this
-  project raises it). The failure itself is reported once, by this module's errors. Stays for
-  the process: the reports may come after the Checkpointer is closed."""
-  hook = sys.excepthook
-  if getattr(hook, "quiet_closed_loop", False):
+  """Makes sys.excepthook and sys.unraisablehook skip TensorStore's reports of a read or write
+  that completed after a failed restore or save had closed orbax's event loop: 'RuntimeError:
+  Event loop is closed', one traceback per pending operation, printed from TensorStore's
+  threads (nothing in this project raises it). The failure itself is reported once, by this
+  module's errors. Stays for the process: the reports may come after the Checkpointer closed."""
+  if getattr(sys.excepthook, "quiet_closed_loop", False):
     return
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
 
-  def quiet_hook(kind, value, trace):
-    if not (issubclass(kind, RuntimeError) and str(value) == "Event loop is closed"):
-      hook(kind, value, trace)
+  def quiet_excepthook(kind, value, trace):
+    if not _closed_loop_error(value):
+      excepthook(kind, value, trace)
 
-  quiet_hook.quiet_closed_loop = True
-  sys.excepthook = quiet_hook
+  def quiet_unraisablehook(unraisable):
+    if not _closed_loop_error(unraisable.exc_value):
+      unraisablehook(unraisable)
+
+  quiet_excepthook.quiet_closed_loop = True
+  sys.excepthook, sys.unraisablehook = quiet_excepthook, quiet_unraisablehook
 
 
 def _is_shape_error(error: BaseException) -> bool:
