@@ -174,7 +174,7 @@ def console_scripts() -> dict[str, str]:
 # A flag each script defines, that --help must list.
 EXPECTED_FLAG = {"gqn-train": "workdir", "gqn-evaluate": "num_scenes",
                  "gqn-generate": "train_scenes", "gqn-render": "ring_size",
-                 "gqn-summary": "json"}
+                 "gqn-summary": "json", "gqn-probe": "label_scenes"}
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED_FLAG))
