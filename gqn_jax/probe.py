@@ -261,7 +261,7 @@ def define_flags(flag_values=FLAGS) -> None:
   flags.DEFINE_integer("seed", 0, "Seeds the views drawn and the untrained network.", **define)
 
 
-def main(argv, flag_values=FLAGS) -> pathlib.Path:
+def main(argv, flag_values=FLAGS) -> None:
   del argv
   from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from gqn_jax.figures import common  # pylint: disable=g-import-not-at-top
@@ -299,7 +299,6 @@ def main(argv, flag_values=FLAGS) -> pathlib.Path:
            f"{pathlib.Path(flag_values.workdir).resolve().name} at step {checkpoint.step:,}")
   common.save_png(draw(results, title), output)
   print(f"wrote {output} and {output.with_suffix('.json')}")
-  return output
 
 
 def run():
