@@ -30,7 +30,7 @@ BATCH = 32
 READOUTS = ("linear", "mlp")
 FEATURES = ("r", "r untrained", "pixels")
 # The small MLP read-out: one hidden layer of 64 units, weight decay, fixed seed.
-MLP = dict(hidden_layer_sizes=(64,), alpha=1e-2, max_iter=500, random_state=0)
+MLP = dict(hidden_layer_sizes=(64,), alpha=1.0, max_iter=500, random_state=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,16 +107,23 @@ def targets(factor: Factor, scenes) -> np.ndarray:
 
 def _readout(kind: str, readout: str, y_train):
   extras.require("sklearn", "figures", "the read-outs of gqn_jax.probe")
-  from sklearn import dummy, linear_model, neural_network, pipeline, preprocessing  # pylint: disable=g-import-not-at-top,g-multiple-import
-  scale = preprocessing.StandardScaler()
+  from sklearn import compose, dummy, linear_model, neural_network, pipeline, preprocessing  # pylint: disable=g-import-not-at-top,g-multiple-import
+  # Centred, then each scene's vector scaled to unit length. Per-feature standardisation would
+  # divide by the spread of features that barely vary among a few labelled scenes (many of r's
+  # do), and blow those up on the scored ones.
+  scale = pipeline.make_pipeline(preprocessing.StandardScaler(with_std=False),
+                                 preprocessing.Normalizer())
   if kind == "category":
     if len(set(y_train.tolist())) < 2:  # one label seen: nothing to separate.
       return dummy.DummyClassifier(strategy="most_frequent")
-    model = (linear_model.LogisticRegression(C=1.0, max_iter=2000) if readout == "linear" else
+    model = (linear_model.LogisticRegression(C=10.0, max_iter=2000) if readout == "linear" else
              neural_network.MLPClassifier(**MLP))
   else:
     model = (linear_model.RidgeCV(alphas=np.logspace(-2, 5, 8)) if readout == "linear" else
              neural_network.MLPRegressor(**MLP))
+    # Targets standardised too: an MLP fitted to raw positions or colours from a few scenes
+    # diverges (R^2 in the thousands below zero), whatever the features.
+    model = compose.TransformedTargetRegressor(model, transformer=preprocessing.StandardScaler())
   return pipeline.make_pipeline(scale, model)
 
 
@@ -233,6 +240,8 @@ def draw(results: dict, title: str):
     axes.set_xlabel("labelled scenes", fontsize=7)
     metric = {"category": "accuracy", "labels": "mean accuracy", "number": "R^2"}[entry["kind"]]
     axes.set_ylabel(metric, fontsize=7)
+    if entry["kind"] == "number":  # R^2 has no lower bound; below -1 is as useless as 0.
+      axes.set_ylim(max(-1.0, axes.get_ylim()[0]), 1.0)
     axes.tick_params(labelsize=6)
     axes.grid(alpha=0.3)
     if index == 0:

@@ -21,14 +21,18 @@ def run(tmp_path_factory):
   return workdir, scenes_dir
 
 
-def test_a_linear_factor_is_read_exactly_and_a_constant_one_without_error():
+def test_a_linear_factor_is_read_and_a_constant_one_exactly():
+  """Features on a sphere round a centre (so the read-outs' per-scene normalisation keeps them
+  linear): a linear factor is read almost perfectly, a constant one exactly."""
   rng = np.random.default_rng(0)
-  x_train, x_test = rng.normal(size=(200, 6)), rng.normal(size=(50, 6))
+  directions = rng.normal(size=(250, 6))
+  x = 3.0 + directions / np.linalg.norm(directions, axis=1, keepdims=True)
+  x_train, x_test = x[:200], x[200:]
   weights = rng.normal(size=(6, 2))
   number = probe.Factor("linear", "number", None)
   result = probe.fit_and_score(number, "linear", x_train, x_train @ weights, x_test,
                                x_test @ weights)
-  assert result["score"] > 0.999 and result["rmse"] < 0.05
+  assert result["score"] > 0.98, result
   constant = probe.fit_and_score(number, "linear", x_train, np.full(200, 2.5), x_test,
                                  np.full(50, 2.5))
   assert constant["rmse"] < 1e-9
