@@ -67,12 +67,18 @@ def build(pipeline, name: str, root, *, train_scenes: int, test_scenes: int,
 
 
 def run(name: str, root, *, train_scenes: int, test_scenes: int, scenes_per_shard: int = 100,
-        image_size: int = 64, seed: int = 0, pipeline_options=None) -> pathlib.Path:
-  """Runs the pipeline (the DirectRunner unless ``pipeline_options`` say otherwise)."""
+        image_size: int | None = None, seed: int = 0, pipeline_options=None) -> pathlib.Path:
+  """Runs the pipeline (the DirectRunner unless ``pipeline_options`` say otherwise).
+
+  ``image_size=None``: the family's released frame size (84 for mazes, else 64).
+  """
   # pylint: disable=g-import-not-at-top
   beam = extras.require("apache_beam", "data", "the Beam runner")
   from apache_beam.options.pipeline_options import PipelineOptions
   from gqn_jax import generate
+  from gqn_jax.scenes import get_family
+  if image_size is None:
+    image_size = get_family(name).default_image_size
   generate.check_arguments(name, train_scenes=train_scenes, test_scenes=test_scenes,
                            scenes_per_shard=scenes_per_shard, image_size=image_size, seed=seed,
                            workers=None)
