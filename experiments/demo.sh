@@ -86,6 +86,6 @@ echo "Each row: context views (grey: unused) | true query view | reconstruction 
 echo "from the prior, i.e. the model's predictions of the query view from the context alone."
 echo "picture: $WORKDIR/demo.png (4x enlarged; original $PICTURE)"
 if [ -f "$WORKDIR/reference_novel_views.png" ]; then
-  echo "the reference model (2 hours of CPU training) on the same held-out scenes:"
+  echo "the shipped reference model (an hour of CPU training) on the same held-out scenes:"
   echo "  $WORKDIR/reference_novel_views.png"
 fi
