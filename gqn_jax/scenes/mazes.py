@@ -25,6 +25,9 @@ from gqn_jax import extras
 from gqn_jax.scenes import camera
 from gqn_jax.scenes import palette
 
+# Texture repeats per unit length (texuniform materials).
+MAZE_TEXTURE_REPEATS = (1.0, 3.0)
+
 GRID = 7                # cells per side.
 HALF_WIDTH = GRID / 2   # the grid spans [-3.5, 3.5] in x and y; each cell is 1 x 1.
 WALL_HEIGHT = 1.0
@@ -143,11 +146,11 @@ class Mazes:
   def sample(self, rng):
     """Draws one scene: (factors dict, cameras float32 [S, 5])."""
     cells, rooms = layout(rng, int(rng.integers(1, MAX_ROOMS + 1)))
-    wall = _surface(rng, palette.WALL_COLOURS)
-    floor = _surface(rng, palette.FLOOR_COLOURS)
+    wall = palette.random_surface(rng, palette.WALL_COLOURS, MAZE_TEXTURE_REPEATS)
+    floor = palette.random_surface(rng, palette.FLOOR_COLOURS, MAZE_TEXTURE_REPEATS)
     for room in rooms:  # each room's floor differs in colour from the corridors'.
       others = {k: v for k, v in palette.FLOOR_COLOURS.items() if k != floor["colour"]}
-      room["floor"] = _surface(rng, others)
+      room["floor"] = palette.random_surface(rng, others, MAZE_TEXTURE_REPEATS)
     free = np.argwhere(np.array([list(row) for row in cells]) == FREE)
     chosen = free[rng.integers(len(free), size=self.frames_per_scene)]
     offsets = rng.uniform(-0.5 + CAMERA_MARGIN, 0.5 - CAMERA_MARGIN, (self.frames_per_scene, 2))
@@ -181,14 +184,3 @@ def _material(model, surface: str, factors) -> int:
   material.rgba[:] = [*factors["rgb"], 1.0]
   material.texrepeat[:] = factors["texrepeat"]
   return material.id
-
-
-def _surface(rng, colours):
-  name = str(rng.choice(list(colours)))
-  repeat = float(rng.uniform(1.0, 3.0))  # texture repeats per unit length (texuniform).
-  return {
-      "colour": name,
-      "pattern": str(rng.choice(list(palette.PATTERNS))),
-      "rgb": palette.jitter(rng, colours[name], 0.06),
-      "texrepeat": [repeat, repeat],
-  }

@@ -38,6 +38,19 @@ def jitter(rng, rgb, amount: float) -> list[float]:
   return [float(v) for v in np.clip(np.asarray(rgb) + rng.uniform(-amount, amount, 3), 0, 1)]
 
 
+def random_surface(rng, colours, repeats: tuple[float, float]) -> dict:
+  """A textured surface: a named colour of ``colours`` (jittered), a pattern, and texture
+  repeats per unit length drawn from ``repeats`` (the same along both axes)."""
+  name = str(rng.choice(list(colours)))
+  repeat = float(rng.uniform(*repeats))
+  return {
+      "colour": name,
+      "pattern": str(rng.choice(list(PATTERNS))),
+      "rgb": jitter(rng, colours[name], 0.06),
+      "texrepeat": [repeat, repeat],
+  }
+
+
 def random_colour(rng, saturation=(0.55, 1.0), value=(0.55, 1.0)) -> list[float]:
   """A random saturated colour: hue uniform, saturation and value in the given ranges."""
   hue = rng.uniform(0.0, 1.0)

@@ -19,6 +19,9 @@ from gqn_jax.scenes import camera
 from gqn_jax.scenes import meshes
 from gqn_jax.scenes import palette
 
+# Texture repeats per unit length (texuniform materials).
+ROOM_TEXTURE_REPEATS = (0.6, 2.0)
+
 HALF_WIDTH = 3.5        # the room spans [-3.5, 3.5] in x and y.
 WALL_HEIGHT = 8.0       # tall enough that no free camera sees over the walls.
 MAX_OBJECTS = 3
@@ -113,8 +116,8 @@ class Rooms:
     """Draws one scene: (factors dict, cameras float32 [S, 5])."""
     objects = self._sample_objects(rng)
     factors = {
-        "wall": _surface(rng, palette.WALL_COLOURS),
-        "floor": _surface(rng, palette.FLOOR_COLOURS),
+        "wall": palette.random_surface(rng, palette.WALL_COLOURS, ROOM_TEXTURE_REPEATS),
+        "floor": palette.random_surface(rng, palette.FLOOR_COLOURS, ROOM_TEXTURE_REPEATS),
         "objects": objects,
         "lights": [_light(rng) for _ in range(NUM_LIGHTS)],
     }
@@ -190,17 +193,6 @@ class Rooms:
         positions.append((x, y, z))
         targets.append(target)
     return camera.facing(np.array(positions), np.array(targets))
-
-
-def _surface(rng, colours):
-  name = str(rng.choice(list(colours)))
-  repeat = float(rng.uniform(0.6, 2.0))  # texture repeats per unit length (texuniform).
-  return {
-      "colour": name,
-      "pattern": str(rng.choice(list(palette.PATTERNS))),
-      "rgb": palette.jitter(rng, colours[name], 0.06),
-      "texrepeat": [repeat, repeat],
-  }
 
 
 def _light(rng):
