@@ -26,7 +26,6 @@ from gqn_jax import cli
 from gqn_jax import extras
 
 FLAGS = flags.FLAGS
-BATCH = 32
 READOUTS = ("linear", "mlp")
 FEATURES = ("r", "r untrained", "pixels")
 # The small MLP read-out: one hidden layer of 64 units, weight decay, fixed seed.
@@ -157,18 +156,6 @@ def label_counts(pool: int) -> list[int]:
   return counts + [pool]
 
 
-def features(inference, scenes, views: int, seed: int) -> np.ndarray:
-  """[N, D] flattened r of each scene's first ``views`` context views (Scene.views(seed))."""
-  rows = []
-  for start in range(0, len(scenes), BATCH):
-    chunk = scenes[start:start + BATCH]
-    chosen = [scene.views(seed, views) for scene in chunk]
-    r = inference.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
-                            np.stack([s.poses[c] for s, c in zip(chunk, chosen)]))
-    rows.append(np.asarray(r, np.float64).reshape(len(chunk), -1))
-  return np.concatenate(rows)
-
-
 def pixel_features(scenes, views: int, seed: int) -> np.ndarray:
   """[N, D] the same context views' pixels, flattened."""
   return np.stack([s.images(s.views(seed, views)).reshape(-1) for s in scenes]).astype(np.float64)
@@ -180,6 +167,7 @@ def probe(checkpoint, *, data_dir, scenes_dir, split: str, label_split: str, eva
   import jax  # pylint: disable=g-import-not-at-top
   from gqn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from gqn_jax import train_step  # pylint: disable=g-import-not-at-top
+  from gqn_jax.figures import common  # pylint: disable=g-import-not-at-top
   from gqn_jax.figures import scenes as scenes_lib  # pylint: disable=g-import-not-at-top
   config = checkpoint.config
   read = lambda split_name, count, first: scenes_lib.read_scenes(
@@ -193,8 +181,9 @@ def probe(checkpoint, *, data_dir, scenes_dir, split: str, label_split: str, eva
   untrained_params = train_step.init_params(model_lib.GQN(model_cfg), jax.random.key(seed))
   untrained = model_lib.Inference(model_cfg, untrained_params)
   sets = {}
-  for name, make in (("r", lambda s: features(trained, s, views, seed)),
-                     ("r untrained", lambda s: features(untrained, s, views, seed)),
+  features = lambda model, scenes: common.flat_representations(model, scenes, views, seed)
+  for name, make in (("r", lambda s: features(trained, s)),
+                     ("r untrained", lambda s: features(untrained, s)),
                      ("pixels", lambda s: pixel_features(s, views, seed))):
     sets[name] = (make(labelled), make(evaluated))
   factors = factors_of(evaluated[0].factors)

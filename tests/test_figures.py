@@ -147,11 +147,6 @@ def test_path_sweeps_one_way_round_and_never_visits_the_targets(run):
     self_correction.path_and_targets(scene, 10, seed=3)
 
 
-def test_psnr_closed_form():
-  truth = np.zeros((2, 4, 4, 3))
-  np.testing.assert_allclose(self_correction.psnr(truth + 0.1, truth), [20.0, 20.0])
-
-
 def test_self_correction_writes_a_png(run, tmp_path):
   workdir, _, _ = run
   path = _render("self_correction", workdir, tmp_path / "walk.png", "--scenes=2", "--samples=2")

@@ -135,6 +135,18 @@ def inference(request: Request):
   return model.Inference(request.checkpoint.model_config, request.checkpoint.params)
 
 
+def flat_representations(model, scenes, views: int, seed: int, batch: int = 32) -> np.ndarray:
+  """[N, D] float64: each scene's r from ``Scene.views(seed, views)``, flattened."""
+  rows = []
+  for start in range(0, len(scenes), batch):
+    chunk = scenes[start:start + batch]
+    chosen = [scene.views(seed, views) for scene in chunk]
+    r = model.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
+                        np.stack([s.poses[c] for s, c in zip(chunk, chosen)]))
+    rows.append(np.asarray(r, np.float64).reshape(len(chunk), -1))
+  return np.concatenate(rows)
+
+
 def prior_samples(model, r, query_poses, samples: int, seed: int) -> np.ndarray:
   """float32 [B, S, H, W, 3] in [0, 1]: S prior samples of each row's query view.
 

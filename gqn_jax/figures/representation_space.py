@@ -20,7 +20,6 @@ DEFAULT_SCENES = 200
 PANEL_INCHES = 3.0    # one scatter plot, with its axis labels.
 LEGEND_INCHES = 1.4   # its legend, to its right.
 COLUMNS = 2           # PCA, t-SNE.
-BATCH = 32            # scenes per representation call.
 SEVERAL = "several objects"
 HUES = ((15, "red"), (45, "orange"), (70, "yellow"), (160, "green"), (200, "cyan"),
         (260, "blue"), (330, "magenta"), (360, "red"))
@@ -86,15 +85,7 @@ def make(request: common.Request):
   if unknown:
     raise ValueError(f"--factors: unknown factor(s) {unknown} for "
                      f"{request.checkpoint.config.data.dataset}; known: {', '.join(available)}")
-  model = common.inference(request)
-  vectors = []
-  for start in range(0, count, BATCH):
-    chunk = scenes[start:start + BATCH]
-    chosen = [scene.views(request.seed, views) for scene in chunk]
-    r = model.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
-                        np.stack([s.poses[c] for s, c in zip(chunk, chosen)]))
-    vectors.append(np.asarray(r).reshape(len(chunk), -1))
-  vectors = np.concatenate(vectors)
+  vectors = common.flat_representations(common.inference(request), scenes, views, request.seed)
   points, explained = pca_2d(vectors)
   maps = {"PCA": (points, (f"PC 1 ({100 * explained[0]:.0f}% of variance)",
                            f"PC 2 ({100 * explained[1]:.0f}%)")),

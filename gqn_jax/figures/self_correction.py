@@ -41,12 +41,6 @@ def path_and_targets(scene, path_length: int, seed: int):
   return path[:path_length], targets
 
 
-def psnr(prediction, truth) -> np.ndarray:
-  """PSNR in dB of images in [0, 1] over their last three axes."""
-  mse = np.mean((np.asarray(prediction, np.float64) - truth) ** 2, axis=(-3, -2, -1))
-  return -10.0 * np.log10(np.maximum(mse, 1e-10))
-
-
 def walk(model, scenes, path_length: int, samples: int, seed: int):
   """Streams each scene's path; returns path images [N, T, H, W, 3], target images
   [N, Q, H, W, 3], mean predictions [N, T, Q, H, W, 3] and pixel variance [N, T, Q, H, W]."""
@@ -82,7 +76,9 @@ def make(request: common.Request):
                                          samples, request.seed)
   title = (f"Predictions of {TARGETS} unseen views as the camera moves (r updated view by view)"
            f"\n{common.checkpoint_title(request)}")
-  figure = draw(path[0], targets[0], means[0], psnr(means, targets[:, None]),
+  from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
+  psnrs = np.asarray(evaluation.psnr(means, targets[:, None]))  # [N, T, Q]
+  figure = draw(path[0], targets[0], means[0], psnrs,
                 variances.mean(axis=(-2, -1)), title)
   return common.save_png(figure, output)
 
