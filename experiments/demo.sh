@@ -59,12 +59,7 @@ done_stage "train (compile included)"
 
 stage "4/5 Picture"
 PICTURE=$(ls -1 "$WORKDIR"/images/step_*.png | tail -n 1)
-"$PY" - "$PICTURE" "$WORKDIR/demo.png" <<'PYTHON'
-import sys
-from PIL import Image
-image = Image.open(sys.argv[1])
-image.resize((image.width * 4, image.height * 4), Image.NEAREST).save(sys.argv[2])
-PYTHON
+"$PY" experiments/figures/enlarge.py "$PICTURE" "$WORKDIR/demo.png" 4
 done_stage "picture"
 
 stage "5/5 The shipped reference model ($REFERENCE) on the same held-out scenes"

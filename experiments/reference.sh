@@ -66,6 +66,9 @@ done_stage "train (compile included)"
 stage "4/5 Evaluating on $TEST_SCENES held-out scenes; 5/5 figures into $WORKDIR/figures"
 EVAL_FLAGS="--num_scenes=$TEST_SCENES" sh experiments/figures/render_all.sh "$WORKDIR" \
   "$WORKDIR/figures"
+# The README's picture: the last training image, 3x enlarged.
+"$PY" experiments/figures/enlarge.py "$(ls -1 "$WORKDIR"/images/step_*.png | tail -n 1)" \
+  "$WORKDIR/figures/training_image.png" 3
 done_stage "evaluate and figures"
 
 echo
