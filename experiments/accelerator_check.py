@@ -55,7 +55,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TINY = dict(image_size=24, representation="tower", r_channels=16, steps=3, hidden_channels=8,
             canvas_channels=8, latent_channels=2)
-# Generator variants checked against the reference (gqn_jax/layers.py names the backends).
+# Generator variants checked against the reference (gqn_jax/cpu_kernels.py describes the backends).
 GENERATOR_OPTIONS = [dict(share_cores=s, conv_backend=b) for s in (False, True)
                      for b in ("xla", "explicit_vjp", "im2col")]
 GENERATOR_OPTIONS += [dict(scan_unroll=3), dict(remat=True)]

@@ -10,7 +10,7 @@ Two shapes of work dominate the paper step (16x16 grid, 5x5 kernels):
   256 -> 12 x 512 channels; ``layers.conv2d_stacked``).
 For each: forward time and forward + backward (gradients for input and kernel) time, median of
 several runs, per backend. This is the measurement behind the backend choices in
-gqn_jax/layers.py (on the CPU, a patch matmul inside the scan and for the stacked conv).
+gqn_jax/cpu_kernels.py (on the CPU, a patch matmul inside the scan and for the stacked conv).
 """
 
 import argparse
@@ -30,7 +30,11 @@ from gqn_jax import allocator  # noqa: E402
 from gqn_jax import xla_flags  # noqa: E402
 from gqn_jax import layers  # noqa: E402
 
-_BACKENDS = ("xla", "explicit_vjp", "im2col")  # layers.conv2d's choices besides "auto".
+_BACKENDS = ("xla", "explicit_vjp", "im2col")  # layers.choose's choices besides "auto".
+
+
+def _choice(backend, dtype):
+  return layers.choose(backend, dtype, jax.default_backend())
 
 
 def median_seconds(fn, *args, repeats: int):
@@ -46,7 +50,7 @@ def median_seconds(fn, *args, repeats: int):
 def _scanned_loss(backend, channels):
   def loss(x, kernels):
     def body(h, kernel):  # keep the state's width so that the next step can read it.
-      return jnp.tanh(layers.conv2d(h, kernel, backend)[..., :channels]).astype(h.dtype), None
+      return jnp.tanh(layers.conv2d(h, kernel, _choice(backend, h.dtype))[..., :channels]).astype(h.dtype), None
     return jnp.sum(jax.lax.scan(body, x, kernels)[0].astype(jnp.float32))
   return loss
 
@@ -60,7 +64,7 @@ def _merged_conv(backend):
   def conv(x, kernels):
     steps, k, _, c_in, c_out = kernels.shape
     return layers.conv2d(x, jnp.moveaxis(kernels, 0, -2).reshape(k, k, c_in, steps * c_out),
-                         backend)
+                         _choice(backend, x.dtype))
   return conv
 
 
@@ -74,7 +78,8 @@ def cases(batch: int, steps: int = 12, grid: int = 16):
                 (batch, grid, grid, c_in), (steps, 5, 5, c_in, 512), flops))
   flops = 2 * batch * grid * grid * 25 * 256 * 512 * steps
   stacked = {b: _stacked_loss(_merged_conv(b)) for b in ("xla", "explicit_vjp")}
-  stacked["layers.conv2d_stacked (im2col)"] = _stacked_loss(layers.conv2d_stacked)
+  stacked["layers.conv2d_stacked (im2col)"] = _stacked_loss(
+      lambda x, kernels: layers.conv2d_stacked(x, kernels, _choice("auto", x.dtype)))
   out.append(("tower r, all steps' kernels at once", stacked,
               (batch, grid, grid, 256), (steps, 5, 5, 256, 512), flops))
   return out

@@ -7,7 +7,7 @@ output channels; the batch is --batch) timed in float32 and in bfloat16: XLA's c
 same convolution as a matmul over already-built image patches (with the output in the inputs'
 dtype, and with a float32 output, as gqn_jax writes it in bfloat16 on the CPU), building the
 patches, and the conv's weight gradient (patches^T @ output gradient) written the way autodiff
-transposes a dot and with the transpose carried out in memory (gqn_jax/layers.py). Prints one
+transposes a dot and with the transpose carried out in memory (gqn_jax/cpu_kernels.py). Prints one
 JSON record per (op, dtype) and each op's bfloat16/float32 speed ratio. Explains
 `make bench-bf16`'s step times (README, Performance).
 """
@@ -25,7 +25,7 @@ from jax import lax  # noqa: E402
 
 from experiments.benchmark_convs import median_seconds  # noqa: E402
 from gqn_jax import allocator  # noqa: E402
-from gqn_jax import layers  # noqa: E402
+from gqn_jax import cpu_kernels  # noqa: E402
 from gqn_jax import xla_flags  # noqa: E402
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
@@ -39,7 +39,7 @@ def ops(batch: int):
   patches = (batch * GRID * GRID, KERNEL * KERNEL * C_IN)
   grad = (batch * GRID * GRID, C_OUT)
   f32_dot = lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)
-  dot = layers.accumulating_dot  # float32 accumulation, the output in the inputs' dtype
+  dot = cpu_kernels.accumulating_dot  # float32 accumulation, the output in the inputs' dtype
   same_dtype_conv = lambda x, w: lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return {
@@ -48,13 +48,13 @@ def ops(batch: int):
       # The same matmul accumulating into a float32 output.
       "patch_matmul_f32_out": (lambda p, w: f32_dot(p, w.reshape(-1, C_OUT)),
                                (patches, kernel), conv_flops),
-      "build_patches": (lambda x: layers.image_patches(x, KERNEL), (image,), None),
+      "build_patches": (lambda x: cpu_kernels.image_patches(x, KERNEL), (image,), None),
       # The weight gradient, output in the inputs' dtype: as autodiff transposes a dot (XLA's
-      # CPU backend then upcasts bfloat16 operands to float32), and as gqn_jax/layers.py writes
+      # CPU backend then upcasts bfloat16 operands to float32), and as gqn_jax/cpu_kernels.py writes
       # it for bfloat16 on the CPU, the transpose carried out in memory.
       "weight_grad_matmul": (lambda p, g: dot(p.T, g), (patches, grad), conv_flops),
       "weight_grad_matmul_transposed_in_memory": (
-          lambda p, g: layers.row_major(dot(layers.transpose_in_memory(g), p)).T,
+          lambda p, g: cpu_kernels.row_major(dot(cpu_kernels.transpose_in_memory(g), p)).T,
           (patches, grad), conv_flops),
   }
 

@@ -43,9 +43,9 @@ UPSAMPLE = 4  # canvas pixels per grid cell, per side.
 # rather than keep them from the forward pass, with or without remat: the tower r convs' merged
 # kernels alone are 300 MB at any batch, and rebuilding them is a transpose (XLA's temporaries
 # at batch 4: 1,424 -> 1,155 MiB, `make bench-memory`).
-_stacked_conv = jax.checkpoint(layers.conv2d_stacked)
+_stacked_conv = jax.checkpoint(layers.conv2d_stacked, static_argnums=(2,))
 _strided_then_stacked_conv = jax.checkpoint(layers.strided_then_stacked_conv,
-                                            static_argnums=(4,))
+                                            static_argnums=(4, 5))
 
 
 def _fan_in_init(fan_in: int):
@@ -127,6 +127,8 @@ class Generator(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     batch, grid, steps = r.shape[0], cfg.grid_size, cfg.steps
+    # The one place the platform decides which kernels run (layers.choose says how).
+    choice = layers.choose(cfg.conv_backend, dtype, jax.default_backend())
     params = self._declare(r.shape[-1])
     if noise is None:
       noise = jax.random.normal(self.make_rng("sample"),
@@ -135,35 +137,36 @@ class Generator(nn.Module):
     r, query_pose = r.astype(dtype), query_pose.astype(dtype)
 
     gen, inf = params["generation_core"], params["inference_core"]
-    gen_fixed = self._fixed_gates(gen, query_pose, r, grid)
+    gen_fixed = self._fixed_gates(gen, query_pose, r, grid, choice)
     if target is None:
-      hidden_states = self._scan_prior(params, gen_fixed, noise)
+      hidden_states = self._scan_prior(params, gen_fixed, noise, choice)
       kl_per_step = None
     else:
-      inf_fixed = (self._fixed_gates(inf, query_pose, r, grid)
+      inf_fixed = (self._fixed_gates(inf, query_pose, r, grid, choice)
                    + self._image_gates(params["image_downsample"], inf["image"],
-                                       target.astype(dtype)))
-      hidden_states, kl_per_step = self._scan_posterior(params, gen_fixed, inf_fixed, noise)
+                                       target.astype(dtype), choice))
+      hidden_states, kl_per_step = self._scan_posterior(params, gen_fixed, inf_fixed, noise,
+                                                        choice)
       kl_per_step = kl_per_step.T  # [B, L]
     return self._render(params, hidden_states), kl_per_step
 
-  def _fixed_gates(self, core, pose, r, grid):
+  def _fixed_gates(self, core, pose, r, grid, choice):
     """Gates from the inputs that are the same at every step: [copies, B, G, G, 4H]."""
     gates = layers.conv2d_of_constant(pose, core["pose"], grid)
     if r.shape[1] == 1:  # pyramid / pool: r is a 1x1 map, broadcast over the grid.
       gates += layers.conv2d_of_constant(r[:, 0, 0, :], core["r"], grid)
     else:
-      gates += _stacked_conv(r, core["r"])
+      gates += _stacked_conv(r, core["r"], choice)
     return gates + core["bias"][:, None, None, None, :].astype(gates.dtype)
 
-  def _image_gates(self, down, kernels, image):
+  def _image_gates(self, down, kernels, image, choice):
     """The query image's share of the inference core's gates: [copies, B, G, G, 4H]."""
     down_kernel, down_bias = down["kernel"][0], down["bias"][0]
     if UPSAMPLE * UPSAMPLE * image.shape[-1] < self.config.hidden_channels:
       return _strided_then_stacked_conv(image, down_kernel, down_bias, kernels,
-                                        self.config.grid_size)
-    image_grid = layers.space_to_depth_conv(image, down_kernel, down_bias)  # [B, G, G, H]
-    return _stacked_conv(image_grid, kernels)
+                                        self.config.grid_size, choice)
+    image_grid = layers.space_to_depth_conv(image, down_kernel, down_bias, choice)  # [B,G,G,H]
+    return _stacked_conv(image_grid, kernels, choice)
 
   def _scan(self, step, carry, per_step, noise):
     """Runs ``step(carry, step_params, eps)`` L times.
@@ -186,18 +189,16 @@ class Generator(nn.Module):
       body = jax.checkpoint(body)
     return jax.lax.scan(body, carry, (scanned, noise), unroll=cfg.scan_unroll)
 
-  def _scan_prior(self, params, gen_fixed, noise):
-    cfg = self.config
-    backend = cfg.conv_backend
+  def _scan_prior(self, params, gen_fixed, noise, choice):
     per_step = {"gen_state": params["generation_core"]["state"], "gen_fixed": gen_fixed,
                 "prior": params["prior"]}
 
     def step(carry, p, eps):
       h_g, c_g = carry
-      prior = layers.conv2d(h_g, p["prior"]["kernel"], backend) + p["prior"]["bias"]
+      prior = layers.conv2d(h_g, p["prior"]["kernel"], choice) + p["prior"]["bias"]
       mean, log_scale = layers.gaussian_params(prior)
       z = mean + jnp.exp(log_scale) * eps
-      gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], backend)
+      gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], choice)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       return (h_g, c_g), h_g
 
@@ -205,9 +206,7 @@ class Generator(nn.Module):
     _, hidden_states = self._scan(step, (state, state), per_step, noise)
     return hidden_states
 
-  def _scan_posterior(self, params, gen_fixed, inf_fixed, noise):
-    cfg = self.config
-    backend = cfg.conv_backend
+  def _scan_posterior(self, params, gen_fixed, inf_fixed, noise, choice):
     composed_kernel, composed_bias = self._canvas_down_maps(params)
     per_step = {"gen_state": params["generation_core"]["state"], "gen_fixed": gen_fixed,
                 "inf_state": params["inference_core"]["state"], "inf_fixed": inf_fixed,
@@ -216,18 +215,20 @@ class Generator(nn.Module):
 
     def step(carry, p, eps):
       h_g, c_g, h_e, c_e, canvas_grid = carry
-      gates = layers.conv2d(jnp.concatenate([h_e, h_g, canvas_grid], -1), p["inf_state"], backend)
+      gates = layers.conv2d(jnp.concatenate([h_e, h_g, canvas_grid], -1), p["inf_state"],
+                            choice)
       h_e, c_e = layers.lstm_update(gates + p["inf_fixed"], c_e)
-      posterior = layers.conv2d(h_e, p["posterior"]["kernel"], backend) + p["posterior"]["bias"]
-      prior = layers.conv2d(h_g, p["prior"]["kernel"], backend) + p["prior"]["bias"]
+      posterior = layers.conv2d(h_e, p["posterior"]["kernel"], choice) + p["posterior"]["bias"]
+      prior = layers.conv2d(h_g, p["prior"]["kernel"], choice) + p["prior"]["bias"]
       mean_q, log_scale_q = layers.gaussian_params(posterior)
       mean_p, log_scale_p = layers.gaussian_params(prior)
       kl = objective.gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p).sum(axis=(1, 2, 3))
       z = mean_q + jnp.exp(log_scale_q) * eps
-      gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], backend)
+      gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], choice)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       # down(u) after this step's canvas update, through the composed 1x1 map down o up.
-      canvas_grid = canvas_grid + layers.matmul(h_g, p["canvas_kernel"]) + p["canvas_bias"]
+      canvas_grid = (canvas_grid + layers.matmul(h_g, p["canvas_kernel"], choice)
+                     + p["canvas_bias"])
       return (h_g, c_g, h_e, c_e, canvas_grid), (h_g, kl)
 
     state = self._zeros_state(gen_fixed)

@@ -13,6 +13,8 @@ from gqn_jax import layers
 from gqn_jax import objective
 
 
+_PLAIN = layers.KernelChoice("xla", False)  # XLA's own ops: the reference uses no kernel of ours.
+
 def _conv(x, kernel, bias):
   out = lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -43,7 +45,7 @@ def generate(params, config, r, query_pose, target, noise):
   down_u, down_x, obs = (params["canvas_downsample"], params["image_downsample"],
                          params["observation"])
   if target is not None:
-    x_grid = layers.space_to_depth_conv(target, down_x["kernel"][0], down_x["bias"][0])
+    x_grid = layers.space_to_depth_conv(target, down_x["kernel"][0], down_x["bias"][0], _PLAIN)
   kls = []
   for l in range(steps):
     gen = pick(params["generation_core"], l)
@@ -55,7 +57,8 @@ def generate(params, config, r, query_pose, target, noise):
       z = mean_p + jnp.exp(log_scale_p) * noise[:, l]
     else:
       inf = pick(params["inference_core"], l)
-      u_grid = layers.space_to_depth_conv(canvas, down_u["kernel"][0], down_u["bias"][0])
+      u_grid = layers.space_to_depth_conv(canvas, down_u["kernel"][0], down_u["bias"][0],
+                                           _PLAIN)
       inputs = jnp.concatenate([h_e, h_g, u_grid, x_grid, v, r_grid], axis=-1)
       gates = _conv(inputs, _core_kernel(inf, ["state", "image", "pose", "r"]), inf["bias"])
       h_e, c_e = layers.lstm_update(gates, c_e)
