@@ -64,30 +64,29 @@ reference: setup
 
 # gqn_jax against the PyTorch baseline; writes JSON and the markdown table the README quotes.
 bench: setup
-	$(PY) experiments/benchmark.py --output=experiments/results/benchmark.json
+	$(PY) -m experiments.benchmark  # experiments/results/benchmark.{json,md}
 
 bench-memory: setup
-	$(PY) experiments/memory_analysis.py
+	$(PY) -m experiments.memory_analysis
 
 # What each implementation keeps for the backward pass (traced / one forward pass; minutes).
 bench-activations: setup
-	$(PY) experiments/saved_activations.py --output=experiments/results/saved_activations.json
+	$(PY) -m experiments.saved_activations
 
 bench-convs: setup
-	$(PY) experiments/benchmark_convs.py --output=experiments/results/convs.json
+	$(PY) -m experiments.benchmark_convs
 
 # float32 against bfloat16 compute, gqn_jax and PyTorch (autocast), the paper model at batch 4.
 bench-bf16: setup
-	$(PY) experiments/benchmark.py --cases paper-tower paper-tower-bf16 \
+	$(PY) -m experiments.benchmark --cases paper-tower paper-tower-bf16 \
 	  --output=experiments/results/benchmark_bf16.json
-	$(PY) experiments/benchmark_precision.py --output=experiments/results/precision_ops.json
-	$(PY) experiments/memory_analysis.py --batch 4 --remat false --dtype float32 bfloat16 \
-	  | tee experiments/results/memory_bf16.jsonl
+	$(PY) -m experiments.benchmark_precision
+	$(PY) -m experiments.memory_analysis --batch 4 --remat false --dtype float32 bfloat16 \
+	  --output=experiments/results/memory_bf16.json
 
 # The paper's batch on this CPU: one warm-up and two timed steps each (8 minutes here).
 bench-b36: setup
-	$(PY) experiments/benchmark.py --suite=cpu-b36 --warmup_steps=1 --timed_steps=2 \
-	  --output=experiments/results/benchmark_b36.json
+	$(PY) -m experiments.benchmark --suite=cpu-b36 --warmup_steps=1 --timed_steps=2
 
 # A machine with an NVIDIA GPU: CUDA builds of JAX (jax[cuda13]) and PyTorch (PyPI's
 # torch==2.13.0 for Linux, put back in place of a CPU-only build) into .venv, then the paper
@@ -95,17 +94,17 @@ bench-b36: setup
 # saying so when PyTorch or JAX sees no GPU).
 bench-gpu: setup
 	bash experiments/launch_multi_gpu.sh install
-	$(PY) experiments/benchmark.py --suite=gpu --output=experiments/results/benchmark_gpu.json
+	$(PY) -m experiments.benchmark --suite=gpu
 
 # The reference model's step (gqn_jax/configs/reference.py, batch 16) against PyTorch's.
 bench-reference: setup
-	$(PY) experiments/benchmark.py --suite=reference --output=experiments/results/benchmark_reference.json
+	$(PY) -m experiments.benchmark --suite=reference
 
 bench-generate: setup
-	$(PY) experiments/benchmark_generate.py --output=experiments/results/benchmark_generate.json
+	$(PY) -m experiments.benchmark_generate
 
 bench-input: setup
-	$(PY) experiments/benchmark_input.py --output=experiments/results/benchmark_input.json
+	$(PY) -m experiments.benchmark_input
 
 contact-sheets: setup
 	$(PY) -m gqn_jax.generate --name=rooms_ring_camera --contact_sheet=docs/images/contact_sheet_rooms.png --contact_sheet_scenes=5

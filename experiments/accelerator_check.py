@@ -42,11 +42,9 @@ import dataclasses
 import datetime
 import inspect
 import json
-import multiprocessing
 import os
 import pathlib
 import platform
-import queue as queue_lib
 import sys
 import time
 import traceback
@@ -338,34 +336,10 @@ def check_data_parallel() -> dict:
 
 # --- 2. benchmark -------------------------------------------------------------------------------
 
-def _child(out, fn, args):
-  try:
-    out.put(("ok", fn(*args)))
-  except Exception as error:  # pylint: disable=broad-except
-    out.put(("error", f"{type(error).__name__}: {error}"))
-
-
-def isolated(fn, args, timeout_s: float):
-  """fn(*args) in a fresh spawned process, stopped after ``timeout_s``."""
-  context = multiprocessing.get_context("spawn")
-  out = context.Queue()
-  process = context.Process(target=_child, args=(out, fn, args))
-  process.start()
-  try:
-    status, result = out.get(timeout=max(timeout_s, 1.0))
-  except queue_lib.Empty:
-    process.kill()
-    process.join()
-    raise TimeoutError(f"no result within {timeout_s:.0f} s") from None
-  process.join()
-  if status != "ok":
-    raise RuntimeError(result)
-  return result
-
-
 def benchmark(torch_device, dry_run_cpu: bool, budget: Budget, reserve_s: float) -> dict:
   try:
     from experiments import benchmark as bench  # pylint: disable=g-import-not-at-top
+    from experiments import harness  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError as error:
     return {"status": "skipped", "note": f"experiments/benchmark.py needs {error.name}, which "
             f"is not installed; carry its wheel (pip download --no-deps {error.name}) and "
@@ -391,7 +365,7 @@ def benchmark(torch_device, dry_run_cpu: bool, budget: Budget, reserve_s: float)
       measure = bench.measure_jax if impl == "gqn_jax" else bench.measure_torch
       start = time.monotonic()
       try:
-        raw = isolated(measure, (case, warmup, timed), timeout_s=min(left, 200))
+        raw = harness.isolated(measure, case, warmup, timed, timeout_s=min(left, 200))
       except Exception as error:  # pylint: disable=broad-except
         records.append({"impl": impl, "case": case.name, "error": str(error)})
         continue

@@ -1,8 +1,8 @@
 """Train-step speed, compile time and memory of gqn_jax, and of the PyTorch baseline beside it.
 
-  .venv/bin/python experiments/benchmark.py --output=experiments/results/benchmark.json
-  make bench-gpu    # on a machine with an NVIDIA GPU: installs JAX's CUDA build, --suite=gpu
-  .venv/bin/python experiments/benchmark.py --suite=smoke              # a quick check
+  make bench          # .venv/bin/python -m experiments.benchmark (suite cpu)
+  make bench-gpu      # on a machine with an NVIDIA GPU: installs JAX's CUDA build, --suite=gpu
+  .venv/bin/python -m experiments.benchmark --suite=smoke --output=/tmp/smoke.json  # a check
 
 Every measurement runs in a fresh process (so its peak resident memory is its own), gqn_jax and
 PyTorch alternating case by case, so that load from elsewhere hits both alike. A record:
@@ -19,31 +19,22 @@ The "gpu" suite's cases fail, saying what to install, where either framework see
 ``flops_per_step`` is XLA's cost analysis of the same step compiled with the scan fully
 unrolled: cost analysis counts a while loop's body once, so the scanned program's own count is
 ~L times too small. ``fraction_of_matmul_peak`` divides the achieved rate by the rate of a large
-float32 matmul measured in the same run. Results: a JSON list (``--output``) and a markdown
-table (``--table``, default beside the JSON) that the README quotes.
+float32 matmul measured in the same run. Results (experiments/harness.py): JSON at ``--output``
+(default: the suite's file in experiments/results/, ``RESULT_FILES``) and a markdown table
+beside it, which docs/performance.md quotes.
 
 Both implementations run under the same allocator: tcmalloc where installed (see
 gqn_jax/allocator.py), glibc's with ``GQN_JAX_ALLOCATOR=system``; the table's first line says
 which.
 """
 
-import argparse
 import dataclasses
 import json
-import multiprocessing
-import pathlib
-import platform
-import resource
 import statistics
-import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from gqn_jax import allocator  # noqa: E402
-from gqn_jax import xla_flags  # noqa: E402
-from gqn_jax.config import ModelConfig  # noqa: E402
+from experiments import harness
+from gqn_jax.config import ModelConfig
 
 PAPER = {}  # ModelConfig() is the paper's architecture.
 # A small model: the demo's shape with 64-channel cores (gqn_jax/configs/demo.py uses 32).
@@ -119,58 +110,9 @@ SUITES = {
 }
 
 
-def _peak_mib():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-def reset_peak_rss() -> bool:
-  """Restarts the kernel's peak-RSS count (VmHWM) of this process (Linux 4.0+).
-
-  Called after warm-up, so that the step's own peak is measured, not XLA's compilation or
-  PyTorch's first-step allocations.
-  """
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
-
-
-def step_peak_mib():
-  """Peak RSS since the last reset_peak_rss(), in MiB (None where /proc is absent)."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) / 1024.0
-  except OSError:
-    pass
-  return None
-
-
-def _timed(fn, warmup_steps, timed_steps):
-  for _ in range(warmup_steps):
-    fn()
-  reset_peak_rss()
-  durations = []
-  for _ in range(timed_steps):
-    start = time.perf_counter()
-    fn()
-    durations.append(time.perf_counter() - start)
-  return durations
-
-
-def device_peak_mib(device):
-  """The accelerator allocator's peak bytes in use over the whole process, in MiB.
-
-  None on the CPU, whose memory the resident-set figures already count. JAX cannot reset the
-  peak, so it includes compilation's and warm-up's buffers.
-  """
-  stats = device.memory_stats()
-  if not stats or "peak_bytes_in_use" not in stats:
-    return None
-  return stats["peak_bytes_in_use"] / 2**20
+# Where each suite's results go unless --output says otherwise (docs/performance.md reads them).
+RESULT_FILES = {"cpu": "benchmark.json", "cpu-b36": "benchmark_b36.json",
+                "gpu": "benchmark_gpu.json", "reference": "benchmark_reference.json"}
 
 
 def require_jax_gpu():
@@ -218,11 +160,11 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
       if not np.isfinite(float(metrics["loss"])):
         raise FloatingPointError("non-finite loss")
 
-    durations = _timed(run, warmup_steps, timed_steps)
+    durations = harness.timed(run, warmup_steps, timed_steps)
     record.update(step_s=statistics.median(durations), all_step_s=durations,
-                  step_peak_mem_mib=step_peak_mib())
-  record["peak_mem_mib"] = _peak_mib()
-  record["device_peak_mem_mib"] = device_peak_mib(jax.local_devices()[0])
+                  step_peak_mem_mib=harness.rss_peak_since_reset_mib())
+  record["peak_mem_mib"] = harness.peak_rss_mib()
+  record["device_peak_mem_mib"] = harness.device_peak_mib(jax.local_devices()[0])
   if case.flops:
     unrolled = GQN(dataclasses.replace(model_cfg, scan_unroll=model_cfg.steps))
     cost = ts.make_train_step(unrolled, optim_cfg, mesh).lower(
@@ -240,9 +182,9 @@ def measure_torch(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   config = model_config(dataclasses.asdict(ModelConfig()) | case.model)
   record = benchmark_torch.measure(config, case.batch, case.context_views, warmup_steps,
                                    timed_steps, compile=False, threads=0,
-                                   after_warmup=reset_peak_rss,
+                                   after_warmup=harness.reset_peak_rss,
                                    device="cuda" if case.device == "gpu" else "cpu")
-  record["step_peak_mem_mib"] = step_peak_mib()
+  record["step_peak_mem_mib"] = harness.rss_peak_since_reset_mib()
   record["all_step_s"] = record.pop("step_s")
   record["step_s"] = record.pop("median_step_s")
   return record
@@ -254,34 +196,14 @@ def measure_matmul_peak(size: int = 4096, repeats: int = 5) -> float:
   a = jax.random.normal(jax.random.key(0), (size, size))
   matmul = jax.jit(lambda a: a @ a)
   matmul(a).block_until_ready()
-  best = min(_timed(lambda: matmul(a).block_until_ready(), 0, repeats))
+  best = min(harness.timed(lambda: matmul(a).block_until_ready(), 0, repeats))
   return 2 * size ** 3 / best / 1e9
-
-
-def _child(queue, fn, args):
-  try:
-    queue.put(("ok", fn(*args)))
-  except Exception as error:  # pylint: disable=broad-except
-    queue.put(("error", f"{type(error).__name__}: {error}"))
-
-
-def isolated(fn, *args):
-  """fn(*args) in a fresh spawned process; its peak memory and compile caches are its own."""
-  context = multiprocessing.get_context("spawn")
-  queue = context.Queue()
-  process = context.Process(target=_child, args=(queue, fn, args))
-  process.start()
-  status, result = queue.get()
-  process.join()
-  if status != "ok":
-    raise RuntimeError(result)
-  return result
 
 
 def run_case(case: Case, impl: str, warmup_steps: int, timed_steps: int,
              peak_gflops: float) -> dict:
   measure = measure_jax if impl == "gqn_jax" else measure_torch
-  raw = isolated(measure, case, warmup_steps, timed_steps)
+  raw = harness.isolated(measure, case, warmup_steps, timed_steps)
   record = {"impl": impl, "case": case.name,
             "config": dataclasses.asdict(ModelConfig()) | case.model,
             "batch": case.batch, "context_views": case.context_views,
@@ -367,21 +289,20 @@ def _ratios(records):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = harness.parser(__doc__)
   parser.add_argument("--suite", choices=sorted(SUITES), default="cpu")
   parser.add_argument("--cases", nargs="*", help="only these case names")
   parser.add_argument("--impls", nargs="*", default=["gqn_jax", "pytorch"])
   parser.add_argument("--warmup_steps", type=int, default=2)
   parser.add_argument("--timed_steps", type=int, default=3)
-  parser.add_argument("--output", type=pathlib.Path, help="JSON list of records")
-  parser.add_argument("--table", type=pathlib.Path, help="markdown table (default: beside "
-                      "--output, .md)")
   args = parser.parse_args(argv)
+  output = args.output or (harness.RESULTS / RESULT_FILES[args.suite]
+                           if args.suite in RESULT_FILES else None)
   cases = [c for c in SUITES[args.suite] if not args.cases or c.name in args.cases]
   if not cases:
     parser.error(f"no case of suite {args.suite!r} is named {args.cases}; known: "
                  f"{[c.name for c in SUITES[args.suite]]}")
-  peak = isolated(measure_matmul_peak)
+  peak = harness.isolated(measure_matmul_peak)
   print(f"float32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
   records = []
   for case in cases:
@@ -394,22 +315,18 @@ def main(argv=None):
       print("  " + json.dumps({k: v for k, v in record.items() if k not in ("config", "detail")}),
             flush=True)
   add_flop_rates(records, peak)
-  machine = (f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores, "
-             f"{allocator.active()} malloc")
+  machine = harness.machine()
   for impl, label in (("gqn_jax", "JAX"), ("pytorch", "PyTorch")):
     devices = {r["detail"].get("device") for r in records if r["impl"] == impl} - {None}
     if devices:
       machine += f", {label} device: {', '.join(sorted(devices))}"
   table = markdown_table(records, peak, machine)
   print(table)
-  if args.output:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"matmul_peak_gflops": peak, "machine": machine,
-                                       "records": records}, indent=1))
-    (args.table or args.output.with_suffix(".md")).write_text(table)
+  harness.write_results(output, {"matmul_peak_gflops": peak, "machine": machine,
+                                 "records": records}, table)
+  print(f"results: {output}")
 
 
 if __name__ == "__main__":
-  allocator.use_tcmalloc()  # both implementations' processes inherit it (GQN_JAX_ALLOCATOR)
-  xla_flags.keep_remat_barriers()  # as gqn-train compiles the step (gqn_jax/xla_flags.py)
+  harness.prepare_process()  # both implementations' processes inherit it.
   main()

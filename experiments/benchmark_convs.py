@@ -1,7 +1,7 @@
 """The paper step's convolutions alone, through each of gqn_jax's conv backends.
 
-  .venv/bin/python experiments/benchmark_convs.py [--batch 4] [--dtype bfloat16]
-      [--backends explicit_vjp im2col] [--output=results/convs.json]
+  make bench-convs   # .venv/bin/python -m experiments.benchmark_convs [--batch 4]
+                    #     [--dtype bfloat16] [--backends explicit_vjp im2col] [--output=...]
 
 Two shapes of work dominate the paper step (16x16 grid, 5x5 kernels):
 * inside the scan, each step's conv of the core state (inference core 384 -> 512 channels,
@@ -13,38 +13,18 @@ several runs, per backend. This is the measurement behind the backend choices in
 gqn_jax/cpu_kernels.py (on the CPU, a patch matmul inside the scan and for the stacked conv).
 """
 
-import argparse
-import json
-import pathlib
-import statistics
-import sys
-import time
+import jax
+import jax.numpy as jnp
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from gqn_jax import allocator  # noqa: E402
-from gqn_jax import xla_flags  # noqa: E402
-from gqn_jax import layers  # noqa: E402
+from experiments import harness
+from gqn_jax import allocator
+from gqn_jax import layers
 
 _BACKENDS = ("xla", "explicit_vjp", "im2col")  # layers.choose's choices besides "auto".
 
 
 def _choice(backend, dtype):
   return layers.choose(backend, dtype, jax.default_backend())
-
-
-def median_seconds(fn, *args, repeats: int):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _scanned_loss(backend, channels):
@@ -86,13 +66,12 @@ def cases(batch: int, steps: int = 12, grid: int = 16):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = harness.parser(__doc__, output="convs.json")
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="of the input (kernels are float32 and cast, as in the model)")
   parser.add_argument("--backends", nargs="*", help="only these (default: all)")
-  parser.add_argument("--output", type=pathlib.Path)
   args = parser.parse_args(argv)
   key_x, key_k = jax.random.split(jax.random.key(0))
   records = []
@@ -105,20 +84,17 @@ def main(argv=None):
     for backend, loss in losses.items():
       if args.backends and not any(b in backend for b in args.backends):
         continue
-      forward = median_seconds(jax.jit(loss), x, kernels, repeats=args.repeats)
-      both = median_seconds(jax.jit(jax.grad(loss, argnums=(0, 1))), x, kernels,
-                             repeats=args.repeats)
+      forward = harness.median_seconds(jax.jit(loss), x, kernels, repeats=args.repeats)
+      both = harness.median_seconds(jax.jit(jax.grad(loss, argnums=(0, 1))), x, kernels,
+                                     repeats=args.repeats)
       records.append(dict(conv=name, backend=backend, batch=args.batch, dtype=args.dtype,
                           forward_s=forward,
                           forward_backward_s=both, forward_gflops=flops / forward / 1e9))
       print(f"| {name} | {backend} | {forward * 1e3:.0f} | {both * 1e3:.0f} | "
             f"{flops / forward / 1e9:.0f} |", flush=True)
-  if args.output:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(records, indent=1))
+  harness.write_results(args.output, records)
 
 
 if __name__ == "__main__":
-  allocator.use_tcmalloc()
-  xla_flags.keep_remat_barriers()  # as gqn-train compiles (gqn_jax/xla_flags.py)
+  harness.prepare_process()
   main()

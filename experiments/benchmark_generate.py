@@ -1,7 +1,7 @@
 """Measures the scene generator's throughput in frames per second, for each family.
 
-  .venv/bin/python experiments/benchmark_generate.py --output \
-      experiments/results/benchmark_generate.json     # all families, 64 px, 2 workers
+  make bench-generate   # .venv/bin/python -m experiments.benchmark_generate: all families,
+                        # 64 px, 2 workers, into experiments/results/benchmark_generate.json
 
 Two figures per family:
 
@@ -14,19 +14,15 @@ Two figures per family:
 The machine's load average is recorded too: on a shared machine other jobs take cores.
 """
 
-import argparse
 import json
 import os
-import pathlib
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from gqn_jax import generate  # noqa: E402
-from gqn_jax.scenes import FAMILIES  # noqa: E402
-from gqn_jax.scenes import worker  # noqa: E402
+from experiments import harness
+from gqn_jax import generate
+from gqn_jax.scenes import FAMILIES
+from gqn_jax.scenes import worker
 
 
 def render_rate(name: str, scenes: int, image_size: int, workers: int) -> float:
@@ -52,14 +48,13 @@ def dataset_rate(name: str, scenes: int, image_size: int, workers: int) -> float
     return scenes * frames / (time.perf_counter() - start)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv=None):
+  parser = harness.parser(__doc__, output="benchmark_generate.json")
   parser.add_argument("--families", nargs="+", default=sorted(FAMILIES), choices=sorted(FAMILIES))
   parser.add_argument("--image_size", type=int, default=64)
   parser.add_argument("--workers", type=int, default=2)
   parser.add_argument("--scenes", type=int, default=150, help="scenes timed per family")
-  parser.add_argument("--output", type=pathlib.Path, help="also write the results here (JSON)")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   results = []
   for name in args.families:
     result = {
@@ -75,9 +70,7 @@ def main():
     }
     print(json.dumps(result), flush=True)
     results.append(result)
-  if args.output:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1) + "\n")
+  harness.write_results(args.output, results)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where bfloat16 helps and where it hurts on this backend, op by op, at a core's shapes.
 
-  .venv/bin/python experiments/benchmark_precision.py [--batch 4] [--output FILE.json]
+  .venv/bin/python -m experiments.benchmark_precision [--batch 4] [--output FILE.json]
 
 One ConvLSTM core convolution of the paper model (16x16 grid, 5x5 kernel, 256 input and 512
 output channels; the batch is --batch) timed in float32 and in bfloat16: XLA's convolution, the
@@ -12,21 +12,15 @@ JSON record per (op, dtype) and each op's bfloat16/float32 speed ratio. Explains
 `make bench-bf16`'s step times (README, Performance).
 """
 
-import argparse
 import json
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+from jax import lax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
-
-from experiments.benchmark_convs import median_seconds  # noqa: E402
-from gqn_jax import allocator  # noqa: E402
-from gqn_jax import cpu_kernels  # noqa: E402
-from gqn_jax import xla_flags  # noqa: E402
+from experiments import harness
+from gqn_jax import allocator
+from gqn_jax import cpu_kernels
 
 GRID, KERNEL, C_IN, C_OUT = 16, 5, 256, 512
 
@@ -65,7 +59,7 @@ def measure(batch: int, repeats: int):
     for dtype in ("float32", "bfloat16"):
       args = [jax.random.normal(jax.random.key(i), shape).astype(dtype)
               for i, shape in enumerate(shapes)]
-      seconds = median_seconds(jax.jit(fn), *args, repeats=repeats)
+      seconds = harness.median_seconds(jax.jit(fn), *args, repeats=repeats)
       record = {"op": name, "dtype": dtype, "batch": batch, "ms": seconds * 1e3,
                 "device": jax.devices()[0].device_kind, "malloc": allocator.active()}
       if flops:
@@ -76,23 +70,19 @@ def measure(batch: int, repeats: int):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = harness.parser(__doc__, output="precision_ops.json")
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=10)
-  parser.add_argument("--output", type=pathlib.Path, help="JSON list of the records")
   args = parser.parse_args(argv)
-  allocator.use_tcmalloc()  # as experiments/benchmark.py runs the step (gqn_jax/allocator.py)
-  xla_flags.keep_remat_barriers()  # as gqn-train compiles, before JAX starts
   records = measure(args.batch, args.repeats)
   by = {(r["op"], r["dtype"]): r["ms"] for r in records}
   for name in ops(args.batch):
     print(f"{name}: bfloat16 runs {by[(name, 'float32')] / by[(name, 'bfloat16')]:.2f}x "
           f"the speed of float32 "
           f"({allocator.active()} malloc)")
-  if args.output:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(records, indent=1) + "\n")
+  harness.write_results(args.output, records)
 
 
 if __name__ == "__main__":
+  harness.prepare_process()
   main()

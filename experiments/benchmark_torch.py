@@ -1,8 +1,8 @@
 """Times the PyTorch baseline's train step (experiments/baselines/torch_gqn), CPU or CUDA.
 
-  .venv/bin/python experiments/benchmark_torch.py --batch 36 --context_views 5 --output \
-      experiments/results/benchmark_torch.jsonl          # the paper's model (gqn_jax ModelConfig())
-  .venv/bin/python experiments/benchmark_torch.py --batch 1 --context_views 2 \
+  .venv/bin/python -m experiments.benchmark_torch --batch 36 --context_views 5 --output \
+      /tmp/benchmark_torch.jsonl                         # the paper's model (gqn_jax ModelConfig())
+  .venv/bin/python -m experiments.benchmark_torch --batch 1 --context_views 2 \
       --model steps=2 --warmup_steps 1 --timed_steps 3   # a smoke run
 
 The model defaults to gqn_jax's ``ModelConfig()``, which is the paper's architecture (64 px,
@@ -19,19 +19,14 @@ generation with ``--compile``; eager's one-off costs without). The inputs are ra
 the right shapes: the data pipeline is not part of what is timed.
 """
 
-import argparse
 import dataclasses
+import functools
 import json
-import multiprocessing
-import pathlib
-import resource
 import statistics
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for `experiments`
-
-from gqn_jax.config import ModelConfig, model_config  # noqa: E402
+from experiments import harness
+from gqn_jax.config import ModelConfig, model_config
 
 # ModelConfig fields the PyTorch model reads (the others choose among gqn_jax's implementations).
 TORCH_FIELDS = ("image_size", "representation", "r_channels", "steps", "hidden_channels",
@@ -88,10 +83,6 @@ def prepare_device(torch, device: str):
   return torch.cuda.get_device_name()
 
 
-def _max_rss_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: int,
             timed_steps: int, compile: bool, threads: int, seed: int = 0,
             after_warmup=None, device: str = "cpu") -> dict:
@@ -108,7 +99,7 @@ def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: i
   if threads > 0:
     torch.set_num_threads(threads)
   torch.manual_seed(seed)
-  import_mem = _max_rss_mib()
+  import_mem = harness.peak_rss_mib()
   model = GQN(config).to(device)
   train_step = make_train_step(model, compile=compile)
   data = random_batch(config, batch, context_views, device)
@@ -137,7 +128,7 @@ def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: i
       "steps_per_s": 1.0 / median,
       "scenes_per_s": batch / median,
       "compile_s": max(first - median, 0.0),
-      "peak_mem_mib": _max_rss_mib(),
+      "peak_mem_mib": harness.peak_rss_mib(),
       # Context for reading the numbers above.
       "compiled": compile,
       "threads": torch.get_num_threads(),
@@ -153,28 +144,8 @@ def measure(config: ModelConfig, batch: int, context_views: int, warmup_steps: i
   }
 
 
-def _child(queue, kwargs):
-  try:
-    queue.put(("ok", measure(**kwargs)))
-  except Exception as error:  # pylint: disable=broad-except
-    queue.put(("error", f"{type(error).__name__}: {error}"))
-
-
-def run_isolated(**kwargs) -> dict:
-  """``measure`` in a fresh (spawned, not forked) process: its RSS peak excludes ours."""
-  context = multiprocessing.get_context("spawn")
-  queue = context.Queue()
-  process = context.Process(target=_child, args=(queue, kwargs))
-  process.start()
-  status, result = queue.get()
-  process.join()
-  if status != "ok":
-    raise RuntimeError(f"benchmark process failed: {result}")
-  return result
-
-
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = harness.parser(__doc__)
   parser.add_argument("--batch", type=int, nargs="+", default=[36], help="scenes per step")
   parser.add_argument("--context_views", type=int, nargs="+", default=[5],
                       help="context views M per scene")
@@ -186,20 +157,19 @@ def main(argv=None):
   parser.add_argument("--threads", type=int, default=0,
                       help="torch intra-op threads; 0 keeps PyTorch's default")
   parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-  parser.add_argument("--output", type=pathlib.Path,
-                      help="append each record as one JSON line to this file")
   args = parser.parse_args(argv)
   if args.warmup_steps < 1 or args.timed_steps < 1:
     parser.error("--warmup_steps and --timed_steps must be at least 1")
   config = parse_overrides(args.model)
   for batch in args.batch:
     for views in args.context_views:
-      record = run_isolated(config=config, batch=batch, context_views=views,
-                            warmup_steps=args.warmup_steps, timed_steps=args.timed_steps,
-                            compile=args.compile, threads=args.threads, device=args.device)
+      record = harness.isolated(functools.partial(
+          measure, config=config, batch=batch, context_views=views,
+          warmup_steps=args.warmup_steps, timed_steps=args.timed_steps, compile=args.compile,
+          threads=args.threads, device=args.device))
       line = json.dumps(record)
       print(line, flush=True)
-      if args.output:
+      if args.output:  # one JSON line per record, appended.
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with args.output.open("a") as f:
           f.write(line + "\n")

@@ -1,7 +1,7 @@
 """XLA's memory accounting of the train step, from compilation alone (nothing runs).
 
-  .venv/bin/python experiments/memory_analysis.py --batch 4 36 --remat false true
-  .venv/bin/python experiments/memory_analysis.py --batch 4 --remat false --dtype bfloat16
+  make bench-memory    # .venv/bin/python -m experiments.memory_analysis --batch 4 36
+  .venv/bin/python -m experiments.memory_analysis --batch 4 --remat false --dtype bfloat16
 
 Prints, per (batch, remat, dtype): the arguments (parameters and Adam state, updated in place
 since the state is donated) and the temporaries (gradients, activations kept for the backward pass,
@@ -9,13 +9,12 @@ scratch) of the paper model's step. Unlike a process's resident set, this exclud
 runtime and the compiler, so it is the step's own need on any backend.
 """
 
-import argparse
 import dataclasses
 import json
 
+from experiments import harness
 from gqn_jax import config as config_lib
 from gqn_jax import train_step as ts
-from gqn_jax import xla_flags
 from gqn_jax.configs import paper
 from gqn_jax.model import GQN
 
@@ -32,22 +31,24 @@ def analyse(batch: int, remat: bool, context_views: int, dtype: str = "float32")
           "temporaries_mib": mib(memory.temp_size_in_bytes)}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+  parser = harness.parser(__doc__)
   parser.add_argument("--batch", type=int, nargs="+", default=[4, 36])
   parser.add_argument("--remat", nargs="+", default=["false", "true"],
                       choices=["false", "true"])
   parser.add_argument("--context_views", type=int, default=5)
   parser.add_argument("--dtype", nargs="+", default=["float32"], choices=config_lib.DTYPES,
                       help="compute dtype(s)")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  records = []
   for batch in args.batch:
     for remat in args.remat:
       for dtype in args.dtype:
-        print(json.dumps(analyse(batch, remat == "true", args.context_views, dtype)),
-              flush=True)
+        records.append(analyse(batch, remat == "true", args.context_views, dtype))
+        print(json.dumps(records[-1]), flush=True)
+  harness.write_results(args.output, records)
 
 
 if __name__ == "__main__":
-  xla_flags.keep_remat_barriers()  # before JAX starts: remat's barriers on the CPU
+  harness.prepare_process()  # before JAX starts: remat's barriers on the CPU
   main()

@@ -1,7 +1,7 @@
 """Activation memory: what each implementation keeps from the forward pass for the backward pass.
 
-  .venv/bin/python experiments/saved_activations.py \
-      --output=experiments/results/saved_activations.json
+  make bench-activations   # .venv/bin/python -m experiments.saved_activations; writes
+                           # experiments/results/saved_activations.{json,md}
 
 A process's peak memory mixes the step's activations with parameters, Adam's state, gradients,
 the runtime and what the allocator keeps; in the paper model parameters + Adam + gradients alone
@@ -15,20 +15,14 @@ parameters and inputs themselves.
   (``torch.autograd.graph.saved_tensors_hooks``), counted once per storage, less the storages
   of parameters and inputs. Everything saved is alive together when the forward pass ends.
 
-The markdown table (``--table``, default beside the JSON) gives each case's ratio to the
+The markdown table (beside the JSON) gives each case's ratio to the
 PyTorch baseline at the same batch.
 """
 
-import argparse
 import dataclasses
-import json
-import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from gqn_jax.config import ModelConfig  # noqa: E402
+from experiments import harness
+from gqn_jax.config import ModelConfig
 
 MIB = 2.0**20
 
@@ -142,24 +136,16 @@ def markdown_table(records) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = harness.parser(__doc__, output="saved_activations.json")
   parser.add_argument("--batch", type=int, nargs="+", default=[4, 36])
   parser.add_argument("--context_views", type=int, default=5)
-  parser.add_argument("--output", type=pathlib.Path, help="JSON list of records")
-  parser.add_argument("--table", type=pathlib.Path,
-                      help="markdown table (default: beside --output, .md)")
   args = parser.parse_args(argv)
-  from gqn_jax import xla_flags  # pylint: disable=g-import-not-at-top
-  xla_flags.keep_remat_barriers()  # as gqn-train compiles, before JAX starts
-
   records = measure(args.batch, args.context_views)
   table = markdown_table(records)
   print(table, end="")
-  if args.output:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(records, indent=1) + "\n")
-    (args.table or args.output.with_suffix(".md")).write_text(table)
+  harness.write_results(args.output, records, table)
 
 
 if __name__ == "__main__":
+  harness.prepare_process()
   main()

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for `experiments`
 FIELDS = {"impl", "case", "config", "batch", "context_views", "steps_per_s", "scenes_per_s",
           "compile_s", "peak_mem_mib", "step_peak_mem_mib", "flops_per_step",
           "achieved_gflops", "fraction_of_matmul_peak"}
@@ -17,7 +16,7 @@ FIELDS = {"impl", "case", "config", "batch", "context_views", "steps_per_s", "sc
 @pytest.mark.slow
 def test_smoke_suite_writes_records_for_both_implementations(tmp_path):
   output = tmp_path / "bench.json"
-  subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--suite=smoke",
+  subprocess.run([sys.executable, "-m", "experiments.benchmark", "--suite=smoke",
                   "--warmup_steps=1", "--timed_steps=2", f"--output={output}"],
                  check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
   result = json.loads(output.read_text())

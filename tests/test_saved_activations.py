@@ -1,7 +1,5 @@
 """The activation-memory counters of experiments/saved_activations.py, and what they show."""
 
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from conftest import tiny_model_config  # noqa: E402
 from experiments import saved_activations as sa  # noqa: E402
 from gqn_jax import layers  # noqa: E402

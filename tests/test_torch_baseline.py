@@ -2,8 +2,6 @@
 the train step, and torch.compile. (Agreement with gqn_jax is tests/test_torch_parity.py.)"""
 
 import dataclasses
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for `experiments`
 
 from experiments.baselines.torch_gqn import GQN, flax_to_torch, torch_to_flax  # noqa: E402
 from experiments.baselines.torch_gqn import make_train_step, objective, schedules  # noqa: E402

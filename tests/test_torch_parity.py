@@ -11,15 +11,12 @@ compiled with most XLA optimisations off, which keeps the suite well under a min
 """
 
 import functools
-import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for `experiments`
 
 from experiments.baselines.torch_gqn import GQN as TorchGQN  # noqa: E402
 from experiments.baselines.torch_gqn import flax_to_torch, torch_to_flax  # noqa: E402
