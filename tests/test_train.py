@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 import _data_builder
 import _train_synthetic
@@ -18,12 +19,13 @@ from gqn_jax import trainer
 
 
 def read_events(directory):
-  """({(tag, step)} of the scalars, [(height, width)] of the images) in the event files.
+  """({(tag, step)} of the scalars, [(height, width)] of the images, the hparams' names) in the
+  event files.
 
   clu writes them with tf.summary: every value a tensor, its plugin naming the kind; an image is
   the string tensor [width, height, PNG].
   """
-  scalars, images = set(), []
+  scalars, images, hparams = set(), [], set()
   for path in sorted(directory.glob("events.out.tfevents.*")):
     for event in event_file_loader.EventFileLoader(str(path)).Load():
       for value in event.summary.value:
@@ -33,7 +35,10 @@ def read_events(directory):
         elif plugin == "images":
           width, height = value.tensor.string_val[:2]
           images.append((int(height), int(width)))
-  return scalars, images
+        elif plugin == "hparams":
+          data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+          hparams |= set(data.session_start_info.hparams)
+  return scalars, images, hparams
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,8 @@ def test_end_to_end_run_writes_events_config_checkpoint_and_picture(tmp_path, da
   assert result["step"] == 4 and np.isfinite(result["train"]["loss"])
   assert np.isfinite(result["eval"]["loss"]) and result["steps_per_second"] > 0
 
-  scalars, images = read_events(tmp_path / "tensorboard")
+  scalars, images, hparams = read_events(tmp_path / "tensorboard")
+  assert {"model.steps", "optim.sigma_final", "train.batch_size", "data.dataset"} <= hparams
   for tag in ("train/loss", "train/nll", "train/kl", "train/sigma", "train/learning_rate",
               "train/grad_norm", "train/param_norm", "train/update_norm", "train/kl_per_step/1",
               "train/kl_per_step/3", "perf/steps_per_second", "perf/scenes_per_second"):
