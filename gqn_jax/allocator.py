@@ -4,9 +4,10 @@ Why: XLA's CPU runtime allocates each step's outputs and temporaries afresh. Und
 malloc, buffers that large are fresh ``mmap``s, so every step pays a page fault per 4 KiB page it
 writes (gigabytes of gradients, Adam moments and temporaries in the paper step); tcmalloc keeps
 freed memory for the next step. ``experiments/benchmark.py`` runs under it and names the
-allocator in its table; with ``GQN_JAX_ALLOCATOR=system`` it measures glibc (README,
-Performance: the paper tower step 5.30 s under glibc, 4.71 s under tcmalloc, in two earlier runs). Debian/Ubuntu: ``apt-get install
-libtcmalloc-minimal4`` (``make setup`` does it as root).
+allocator in its table; with ``GQN_JAX_ALLOCATOR=system`` it measures glibc, for comparison
+(docs/performance.md, "Notes on the CPU", gives the command; no current result file holds the
+comparison). Debian/Ubuntu: ``apt-get install libtcmalloc-minimal4`` (``make setup`` does it as
+root).
 
 The allocator must be chosen before the process starts, so ``use_tcmalloc`` re-executes the
 program once with the library in ``LD_PRELOAD``; the command-line entry points call it first

@@ -25,7 +25,10 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Architecture of the representation and generation networks (GQN_SPEC.md)."""
+  """Architecture of the representation and generation networks.
+
+  The paper's networks, layer by layer: docs/architecture.md, "The paper's networks".
+  """
   image_size: int = 64              # pixels per side; a multiple of 4 (the generator's grid is
                                     # image/4), at least 8.
   representation: Literal["pyramid", "tower", "pool"] = "tower"

@@ -83,9 +83,10 @@ def row_major(x):
 
   XLA's CPU backend only runs a bfloat16 dot in bfloat16 when its operands and result are
   row-major with the contraction on lhs's last axis and rhs's first. Otherwise it upcasts the
-  operands to float32 (half the speed) or, for some shapes, fails ("Unsupported element type for
-  DotThunk"). A transpose next to a dot is otherwise folded into the dot's dimensions or into a
-  column-major layout.
+  operands to float32 (running at float32 speed; `make bench-bf16`,
+  experiments/results/precision_ops.json) or, for some shapes, fails ("Unsupported element type
+  for DotThunk"). A transpose next to a dot is otherwise folded into the dot's dimensions or
+  into a column-major layout.
   """
   return lax.optimization_barrier(x.reshape(-1)).reshape(x.shape)
 

@@ -1,9 +1,10 @@
 """The generation network: L ConvLSTM steps on the image/4 grid, under ``jax.lax.scan``.
 
-The maths is the paper's (GQN_SPEC.md): at step l the inference core reads
-(x_q, v, r, h_g, u) and its state h_e, the posterior q_l and the prior pi_l are 5x5 convs of
-h_e and h_g, z_l ~ q_l (training) or pi_l (generation), the generation core reads (v, r, z_l)
-and h_g, and the canvas grows by u <- u + ConvTranspose(h_g). The mean image is a 1x1 conv of u_L.
+The maths is the paper's (docs/architecture.md, "Generation network"): at step l the
+inference core reads (x_q, v, r, h_g, u) and its state h_e, the posterior q_l and the prior pi_l
+are 5x5 convs of h_e and h_g, z_l ~ q_l (training) or pi_l (generation), the generation core
+reads (v, r, z_l) and h_g, and the canvas grows by u <- u + ConvTranspose(h_g). The mean image
+is a 1x1 conv of u_L.
 
 How it is computed differs, without changing any value (tests/test_generator.py checks it
 against a literal step-by-step unroll):
@@ -41,8 +42,9 @@ UPSAMPLE = 4  # canvas pixels per grid cell, per side.
 
 # The pre-scan convolutions rebuild their patch matrix and merged kernel in the backward pass
 # rather than keep them from the forward pass, with or without remat: the tower r convs' merged
-# kernels alone are 300 MB at any batch, and rebuilding them is a transpose (XLA's temporaries
-# at batch 4: 1,424 -> 1,155 MiB, `make bench-memory`).
+# kernels alone hold 2 cores x L x 5x5x256x512 values (300 MiB in float32 at L = 12) whatever
+# the batch, and rebuilding them is a transpose. `make bench-memory` reports XLA's temporaries
+# of the step (docs/performance.md, "Memory and remat").
 _stacked_conv = jax.checkpoint(layers.conv2d_stacked, static_argnums=(2,))
 _strided_then_stacked_conv = jax.checkpoint(layers.strided_then_stacked_conv,
                                             static_argnums=(4, 5))

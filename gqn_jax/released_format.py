@@ -28,8 +28,9 @@ class DatasetInfo:
   max_context_views: int   # K in the paper; at most S - 1 so that the query is a distinct frame.
 
 
-# GQN_SPEC.md. The paper trains Shepard-Metzler with K = 15, but a scene has only 15 frames and
-# the query must be a distinct one, so K is 14 there.
+# The release's table (docs/data.md, "The seven datasets"), K from the paper (Eslami et al.,
+# Science 2018, supplementary material). The paper trains Shepard-Metzler with K = 15, but a
+# scene has only 15 frames and the query must be a distinct one, so K is 14 there.
 DATASETS = {
     "rooms_ring_camera": DatasetInfo(64, 10, 2160, 240, 5),
     "rooms_free_camera_no_object_rotations": DatasetInfo(64, 10, 2160, 240, 5),

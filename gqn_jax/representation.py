@@ -1,9 +1,10 @@
 """Representation networks psi(x_k, v_k) and the scene representation r = sum_k psi(x_k, v_k).
 
-Three architectures from the paper (GQN_SPEC.md): ``pyramid`` (r is 1x1), ``tower`` (r is on the
-image/4 grid) and ``pool`` (tower, averaged to 1x1). Channel counts scale with ``r_channels``
-(256 in the paper) so that tiny test models keep the same shape of network. ``dtype`` is the
-compute dtype of the convolutions (the model's ``dtype``); parameters stay float32.
+Three architectures from the paper (layer by layer in docs/architecture.md, "Representation
+networks"): ``pyramid`` (r is 1x1), ``tower`` (r is on the image/4 grid) and ``pool`` (tower,
+averaged to 1x1). Channel counts scale with ``r_channels`` (256 in the paper) so that tiny test
+models keep the same shape of network. ``dtype`` is the compute dtype of the convolutions (the
+model's ``dtype``); parameters stay float32.
 """
 
 import functools

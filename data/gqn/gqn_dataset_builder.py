@@ -134,8 +134,8 @@ def _has_shards(dataset_dir: epath.Path) -> bool:
 def missing_files(source: epath.Path, name: str) -> dict[str, tuple[int, int]]:
   """{split: (files found, files in the release)} of the splits of ``source`` that lack some.
 
-  The release's counts are GQN_SPEC.md's (released_format.DATASETS); a download that stopped
-  early (gsutil interrupted, a full disk) leaves fewer.
+  The release's counts are released_format.DATASETS (docs/data.md, "The seven datasets"); a
+  download that stopped early (gsutil interrupted, a full disk) leaves fewer.
   """
   info = released_format.DATASETS[name.split(VARIANT_SEPARATOR, 1)[0]]
   expected = {"train": info.train_files, "test": info.test_files}

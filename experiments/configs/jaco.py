@@ -1,4 +1,7 @@
-r"""jaco: the paper's model and recipe (GQN_SPEC.md), K = 7 context views at most.
+r"""jaco: the paper's model and recipe, K = 7 context views at most.
+
+The paper's networks and recipe: docs/architecture.md ("The paper's networks", "Training
+recipe"); the dataset and its K: docs/data.md ("The released datasets").
 
 A Jaco arm and a target sphere in a room (64 px, 11 frames).
 Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed

@@ -1,4 +1,7 @@
-r"""mazes: the paper's model and recipe (GQN_SPEC.md), K = 20 context views at most.
+r"""mazes: the paper's model and recipe, K = 20 context views at most.
+
+The paper's networks and recipe: docs/architecture.md ("The paper's networks", "Training
+recipe"); the dataset and its K: docs/data.md ("The released datasets").
 
 DeepMind Lab mazes (84 px frames, resized to 64 by the input pipeline; 300 frames).
 Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed

@@ -1,4 +1,8 @@
-r"""rooms_free_camera_no_object_rotations: the paper's model and recipe (GQN_SPEC.md), K = 5 context views at most.
+r"""rooms_free_camera_no_object_rotations: the paper's model and recipe.
+
+K = 5 context views at most. The paper's networks and recipe: docs/architecture.md ("The
+paper's networks", "Training recipe"); the dataset and its K: docs/data.md ("The released
+datasets").
 
 Rooms, freely moving camera (64 px, 10 frames).
 Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed

@@ -1,4 +1,8 @@
-r"""rooms_free_camera_with_object_rotations: the paper's model and recipe (GQN_SPEC.md), K = 5 context views at most.
+r"""rooms_free_camera_with_object_rotations: the paper's model and recipe.
+
+K = 5 context views at most. The paper's networks and recipe: docs/architecture.md ("The
+paper's networks", "Training recipe"); the dataset and its K: docs/data.md ("The released
+datasets").
 
 Rooms, free camera, objects rotating (128 px frames, resized to 64 by
 the input pipeline; 10 frames).

@@ -1,4 +1,7 @@
-r"""rooms_ring_camera: the paper's model and recipe (GQN_SPEC.md), K = 5 context views at most.
+r"""rooms_ring_camera: the paper's model and recipe, K = 5 context views at most.
+
+The paper's networks and recipe: docs/architecture.md ("The paper's networks", "Training
+recipe"); the dataset and its K: docs/data.md ("The released datasets").
 
 Rooms seen from a ring of cameras facing the centre (64 px, 10 frames).
 Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed

@@ -1,4 +1,7 @@
-r"""shepard_metzler_5_parts: the paper's model and recipe (GQN_SPEC.md), K = 14 context views at most.
+r"""shepard_metzler_5_parts: the paper's model and recipe, K = 14 context views at most.
+
+The paper's networks and recipe: docs/architecture.md ("The paper's networks", "Training
+recipe"); the dataset and its K: docs/data.md ("The released datasets").
 
 Shepard-Metzler objects of 5 cubes (64 px, 15 frames). The paper's K is 15,
 but the query must be a 16th distinct frame of 15, so K is 14 (gqn_jax/released_format.py).

@@ -1,4 +1,7 @@
-r"""shepard_metzler_7_parts: the paper's model and recipe (GQN_SPEC.md), K = 14 context views at most.
+r"""shepard_metzler_7_parts: the paper's model and recipe, K = 14 context views at most.
+
+The paper's networks and recipe: docs/architecture.md ("The paper's networks", "Training
+recipe"); the dataset and its K: docs/data.md ("The released datasets").
 
 Shepard-Metzler objects of 7 cubes (64 px, 15 frames). K is 14, as for 5 parts.
 Model and optimiser: gqn_jax/configs/paper.py (64 px, tower, L = 12, Adam with the annealed

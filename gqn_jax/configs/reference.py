@@ -1,4 +1,7 @@
-r"""The reference model: a GQN that learns generated rooms' objects on a 2-core CPU in 2 hours.
+r"""The reference model: a GQN that learns generated rooms' objects on a 2-core CPU.
+
+Its training's measured wall time is in pretrained/rooms_ring_camera_32px/MODEL_CARD.md
+("Training").
 
   make reference     # generate scenes, build them, train, evaluate, render (experiments/reference.sh)
   python -m gqn_jax.train --config=gqn_jax/configs/reference.py --workdir=runs/reference
@@ -24,7 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
       # reports tower learns fastest; in the ablation pool reconstructs worse (posterior PSNR).
       representation="tower",
       # Narrower than the paper's 256 / 128 / 128 channels: the paper's widths make a CPU step
-      # ~30x slower. L = 6 halves the generator's cost again.
+      # many times slower (`make bench`, experiments/results/benchmark.md, against `make
+      # bench-reference`, experiments/results/benchmark_reference.md). L = 6 halves the
+      # generator's cost again.
       r_channels=64, steps=6, hidden_channels=32, canvas_channels=32, latent_channels=3)
   config.optim.update(
       # sigma_final 0.1, not 0.7: at 0.7 an object's pixels weigh a few nats against the KL and
@@ -38,7 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.update(
       # Batch 16 instead of 36: more updates per CPU-second at this size.
       batch_size=16,
-      # 8k steps: what about 2 hours of wall time holds on 2 CPU cores shared with other work.
+      # 8k steps: sized for a budget of a few hours on 2 CPU cores shared with other work (the
+      # measured wall time: pretrained/rooms_ring_camera_32px/MODEL_CARD.md, "Training").
       num_steps=8_000, log_every_steps=100, checkpoint_every_steps=1_000,
       keep_checkpoints=2, eval_every_steps=2_000, eval_batches=4, image_every_steps=2_000,
       image_scenes=6, prior_samples=4)

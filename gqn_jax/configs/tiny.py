@@ -1,7 +1,8 @@
 """A tiny model for tests: every code path of the paper model, compiled in seconds.
 
 24 px, not 16: at 16 px the generator's grid (4x4) is smaller than its 5x5 kernels, and XLA's
-CPU convolution takes a path ~25x slower for that shape (a 214 ms gradient instead of 8 ms).
+CPU convolution gradient takes a much slower path for that shape (seen when this config was
+chosen; no benchmark or result file records it).
 """
 
 import ml_collections

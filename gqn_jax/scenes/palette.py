@@ -1,9 +1,10 @@
 """Colours and surface patterns of generated scenes.
 
-The rooms dataset names 5 wall textures and 3 floor textures by colour (GQN_SPEC.md). Here a
-texture is a named base colour, jittered a little per scene, multiplied onto one of a few
-greyscale MuJoCo builtin patterns. The patterns are fixed assets of the model, so one renderer
-(and one set of uploaded textures) serves every scene; only material colours change per scene.
+The rooms dataset names 5 wall textures and 3 floor textures by colour (docs/data.md, "What the
+scenes contain"). Here a texture is a named base colour, jittered a little per scene, multiplied
+onto one of a few greyscale MuJoCo builtin patterns. The patterns are fixed assets of the model,
+so one renderer (and one set of uploaded textures) serves every scene; only material colours
+change per scene.
 """
 
 import colorsys

@@ -1,4 +1,5 @@
-"""A PyTorch GQN written directly from GQN_SPEC.md, with weights interchangeable with gqn_jax.
+"""A PyTorch GQN written directly from the paper's description, with weights interchangeable
+with gqn_jax. The description it follows is docs/architecture.md, "The paper's networks".
 
 It exists to be compared with gqn_jax: for correctness (tests/test_torch_parity.py: same weights
 and noise give the same ELBO terms and gradients) and for speed (experiments/benchmark_torch.py).

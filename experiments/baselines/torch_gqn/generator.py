@@ -1,8 +1,9 @@
 """The generation network, written the direct way: a Python loop over the L steps, each ConvLSTM
 a convolution over its concatenated inputs, and a real 4x-upsampled canvas.
 
-This is the literal reading of GQN_SPEC.md; gqn_jax/generator.py computes the same values in a
-rearranged form. Per step l (0-based), from zero states and a zero canvas u:
+This is the literal reading of the paper (docs/architecture.md, "Generation network");
+gqn_jax/generator.py computes the same values in a rearranged form. Per step l (0-based), from
+zero states and a zero canvas u:
 
   h_e, c_e = inference_core_l([h_e, h_g, down_u(u), down_x(x_q), v, r])   (training only)
   prior pi_l = head(h_g), posterior q_l = head(h_e)       (h_g from before this step's update)

@@ -1,7 +1,8 @@
 """Representation networks psi(x, v) and r = sum over context views, in PyTorch (NCHW).
 
-Layer order and ReLU placement follow GQN_SPEC.md and gqn_jax/representation.py, so that weights
-convert one to one (see convert.py). Channel counts scale with ``r_channels`` (256 in the paper).
+Layer order and ReLU placement follow the paper (docs/architecture.md, "Representation
+networks") and gqn_jax/representation.py, so that weights convert one to one (see convert.py).
+Channel counts scale with ``r_channels`` (256 in the paper).
 """
 
 import torch

@@ -1,4 +1,7 @@
-"""The paper's annealing schedules (GQN_SPEC.md), as plain functions of the step."""
+"""The paper's annealing schedules, as plain functions of the step.
+
+The formulas and constants: docs/architecture.md, "Training recipe".
+"""
 
 from gqn_jax.config import OptimConfig
 
