@@ -57,7 +57,7 @@ summary: setup
 demo: setup
 	bash experiments/demo.sh
 
-# The shipped reference model from nothing: scenes, dataset, ~2 hours of training on 2 CPU
+# The shipped reference model from nothing: scenes, dataset, training on 2 CPU
 # cores, evaluation, figures (experiments/reference.sh; rerun to resume). Not part of the tests.
 reference: setup
 	bash experiments/reference.sh
@@ -84,7 +84,7 @@ bench-bf16: setup
 	$(PY) -m experiments.memory_analysis --batch 4 --remat false --dtype float32 bfloat16 \
 	  --output=experiments/results/memory_bf16.json
 
-# The paper's batch on this CPU: one warm-up and two timed steps each (8 minutes here).
+# The paper's batch on this CPU: one warm-up and two timed steps each.
 bench-b36: setup
 	$(PY) -m experiments.benchmark --suite=cpu-b36 --warmup_steps=1 --timed_steps=2
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: generate rooms, build them into a TFDS dataset, train the demo model, and draw
-# what it predicts for views it has not seen. About 15 minutes on 2 CPU cores; every stage is
-# timed. Rerunning skips what is done (scenes, dataset, finished training); `rm -rf runs/demo`
-# trains again.
+# what it predicts for views it has not seen; every stage is timed (experiments/README.md,
+# The demo, gives the last measured times). Rerunning skips what is done (scenes, dataset,
+# finished training); `rm -rf runs/demo` trains again.
 #
 # Environment: DEMO_TRAIN_SCENES / DEMO_TEST_SCENES (scenes to generate), DEMO_WORKDIR (run
 # directory); extra arguments go to gqn_jax.train, e.g. --config.train.num_steps=500.
@@ -22,34 +22,14 @@ REFERENCE=${DEMO_REFERENCE:-pretrained/rooms_ring_camera_32px}  # gqn_jax/config
 SCENE_COUNTS="$TRAIN_SCENES train + $TEST_SCENES test"
 
 mkdir -p "$WORKDIR/logs"
-START=$(date +%s)
-LAST=$START
-TIMES=()
-stage() { echo; echo "== $1"; }
-done_stage() {
-  local now; now=$(date +%s)
-  TIMES+=("$(printf '%-34s %4d s' "$1" $((now - LAST)))")
-  LAST=$now
-}
+source experiments/stages.sh
 
 stage "1/5 Generating $SCENE_COUNTS $NAME scenes (MuJoCo) into $SCENES_ROOT"
-# Scenes written for other counts have other shard names; they must not be mixed in.
-if [ "$(cat "$SCENES_ROOT/.counts" 2>/dev/null)" != "$SCENE_COUNTS" ]; then
-  rm -rf "${SCENES_ROOT:?}/$NAME" "${DATA_DIR:?}"
-fi
-"$PY" -m gqn_jax.generate --name=$NAME --root="$SCENES_ROOT" --train_scenes="$TRAIN_SCENES" \
-  --test_scenes="$TEST_SCENES"
-echo "$SCENE_COUNTS" > "$SCENES_ROOT/.counts"
+generate_scenes "$SCENES_ROOT" "$TRAIN_SCENES" "$TEST_SCENES" "$DATA_DIR"
 done_stage "generate scenes"
 
 stage "2/5 Building TFDS dataset gqn/generated_$NAME in $DATA_DIR"
-if ! "$TFDS" build data/gqn --config=generated_$NAME --data_dir="$DATA_DIR" \
-    --manual_dir="$SCENES_ROOT" --file_format=array_record > "$WORKDIR/logs/tfds_build.log" 2>&1; then
-  tail -n 40 "$WORKDIR/logs/tfds_build.log"
-  echo "tfds build failed; full log: $WORKDIR/logs/tfds_build.log" >&2
-  exit 1
-fi
-echo "built (log: $WORKDIR/logs/tfds_build.log)"
+build_dataset "$SCENES_ROOT" "$DATA_DIR" "$WORKDIR/logs/tfds_build.log"
 done_stage "build TFDS dataset"
 
 stage "3/5 Training $CONFIG in $WORKDIR (TensorBoard: tensorboard --logdir=$WORKDIR)"
@@ -71,10 +51,7 @@ else
 fi
 done_stage "reference model's predictions"
 
-echo
-echo "== Stage times (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%s\n' "${TIMES[@]}"
-printf '%-34s %4d s\n' "total" $(($(date +%s) - START))
+print_stage_times
 echo
 grep -h "finished at step" "$WORKDIR/logs/train_summary.txt" || true
 echo "Each row: context views (grey: unused) | true query view | reconstruction | 4 samples"

@@ -2,7 +2,7 @@
 # Trains the demo model twice on `make demo`'s rooms, float32 and bfloat16 compute, from the same
 # seed, and prints each run's closing line (train and eval loss): does bfloat16 learn as well?
 #
-#   bash experiments/precision_training.sh [STEPS]     (default 300; ~5 minutes a run on 2 cores)
+#   bash experiments/precision_training.sh [STEPS]     (default 300 steps a run)
 #
 # Needs the dataset `make demo` builds (data/tfds/demo). Runs land in runs/precision/<dtype>;
 # rerunning starts them afresh. experiments/README.md quotes the result.

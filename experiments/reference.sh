@@ -3,7 +3,7 @@
 # scenes, builds them into the TFDS dataset, trains gqn_jax/configs/reference.py, evaluates it
 # on held-out scenes and renders every figure; each stage is timed. Rerunning continues where it
 # stopped: finished scenes and the built dataset are kept, and the training resumes exactly from
-# its latest checkpoint. About 2 hours of training on 2 CPU cores (the model card says how long
+# its latest checkpoint. The training is the longest stage (the model card says how long
 # the shipped run took).
 #
 # Environment: REFERENCE_TRAIN_SCENES / REFERENCE_TEST_SCENES, REFERENCE_WORKDIR, NICE (a
@@ -27,35 +27,14 @@ CONFIG=gqn_jax/configs/reference.py
 SCENE_COUNTS="$TRAIN_SCENES train + $TEST_SCENES test"
 
 mkdir -p "$WORKDIR/logs"
-START=$(date +%s)
-LAST=$START
-TIMES=()
-stage() { echo; echo "== $1"; }
-done_stage() {
-  local now; now=$(date +%s)
-  TIMES+=("$(printf '%-30s %6d s' "$1" $((now - LAST)))")
-  LAST=$now
-}
+source experiments/stages.sh
 
 stage "1/5 Generating $SCENE_COUNTS $NAME scenes into $SCENES_ROOT"
-if [ "$(cat "$SCENES_ROOT/.counts" 2>/dev/null)" != "$SCENE_COUNTS" ]; then
-  # Shard names depend on the counts: scenes written for other counts must not be mixed in.
-  rm -rf "${SCENES_ROOT:?}/$NAME" "${DATA_DIR:?}"
-fi
-"$PY" -m gqn_jax.generate --name=$NAME --root="$SCENES_ROOT" --train_scenes="$TRAIN_SCENES" \
-  --test_scenes="$TEST_SCENES"
-echo "$SCENE_COUNTS" > "$SCENES_ROOT/.counts"
+generate_scenes "$SCENES_ROOT" "$TRAIN_SCENES" "$TEST_SCENES" "$DATA_DIR"
 done_stage "generate scenes"
 
 stage "2/5 Building TFDS dataset gqn/generated_$NAME in $DATA_DIR"
-if [ -n "$(ls "$DATA_DIR"/gqn/generated_$NAME/*/dataset_info.json 2>/dev/null)" ]; then
-  echo "already built"
-elif ! "$TFDS" build data/gqn --config=generated_$NAME --data_dir="$DATA_DIR" \
-    --manual_dir="$SCENES_ROOT" --file_format=array_record > "$WORKDIR/logs/tfds_build.log" 2>&1; then
-  tail -n 40 "$WORKDIR/logs/tfds_build.log"
-  echo "tfds build failed; full log: $WORKDIR/logs/tfds_build.log" >&2
-  exit 1
-fi
+build_dataset "$SCENES_ROOT" "$DATA_DIR" "$WORKDIR/logs/tfds_build.log"
 done_stage "build TFDS dataset"
 
 stage "3/5 Training $CONFIG in $WORKDIR (TensorBoard: tensorboard --logdir=$WORKDIR)"
@@ -71,7 +50,4 @@ EVAL_FLAGS="--num_scenes=$TEST_SCENES" sh experiments/figures/render_all.sh "$WO
   "$WORKDIR/figures/training_image.png" 3
 done_stage "evaluate and figures"
 
-echo
-echo "== Stage times"
-printf '%s\n' "${TIMES[@]}"
-printf '%-30s %6d s\n' "total" $(($(date +%s) - START))
+print_stage_times

@@ -7,6 +7,8 @@ batches and can be compared with a single-process run.
 
 import os
 import pathlib
+import socket
+import subprocess
 import sys
 
 import grain
@@ -73,3 +75,27 @@ def subprocess_env(devices: int = 1, cache_dir=None) -> dict:
 
 
 PYTHON = sys.executable
+
+
+def free_port() -> int:
+  """A localhost TCP port nobody listens on now, for a jax.distributed coordinator."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def train_processes(runs, timeout: float = 600) -> list[str]:
+  """Runs tests/_train_processes.py once per argument list in ``runs`` (WORKDIR OUT PROCESS_ID
+  NUM_PROCESSES PORT STEPS [all]), all at once; every one must exit 0. Returns their stderr."""
+  processes = [subprocess.Popen([PYTHON, "tests/_train_processes.py", *map(str, args)],
+                                env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for args in runs]
+  try:
+    outputs = [process.communicate(timeout=timeout) for process in processes]
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-4000:]
+  return [stderr for _, stderr in outputs]

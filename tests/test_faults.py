@@ -503,35 +503,14 @@ def test_a_run_of_one_process_resumed_by_two_continues_the_same_global_batches(t
   gloo collectives) resume it to step 6. Their parameters match a 1-process run of 6 steps to
   the tolerance of tests/test_parallel.py (the 2-process all-reduce rounds differently); a
   wrong data order would miss it by about the learning rate."""
-  import socket  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  from _train_synthetic import PYTHON, REPO, subprocess_env  # pylint: disable=g-import-not-at-top
+  import _train_synthetic  # pylint: disable=g-import-not-at-top
   from gqn_jax.configs import tiny  # pylint: disable=g-import-not-at-top
-  script, env = "tests/_train_resume_processes.py", subprocess_env()
-
-  def start(workdir, out, index, count, port, steps):
-    return subprocess.Popen([PYTHON, script, str(workdir), str(tmp_path / out), str(index),
-                             str(count), str(port), str(steps)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-  def finish(runs):
-    try:
-      outputs = [run.communicate(timeout=600) for run in runs]
-    finally:
-      for run in runs:
-        if run.poll() is None:
-          run.kill()
-    for run, (_, stderr) in zip(runs, outputs):
-      assert run.returncode == 0, stderr[-4000:]
-    return [stderr for _, stderr in outputs]
-
-  finish([start(tmp_path / "resumed", "first.npz", 0, 1, 0, 3),
-          start(tmp_path / "reference", "reference.npz", 0, 1, 0, 6)])
-  with socket.socket() as probe:
-    probe.bind(("localhost", 0))
-    port = probe.getsockname()[1]
-  logs = finish([start(tmp_path / "resumed", f"process{i}.npz", i, 2, port, 6)
-                 for i in range(2)])
+  _train_synthetic.train_processes([(tmp_path / "resumed", tmp_path / "first.npz", 0, 1, 0, 3),
+                                    (tmp_path / "reference", tmp_path / "reference.npz", 0, 1, 0,
+                                     6)])
+  port = _train_synthetic.free_port()
+  logs = _train_synthetic.train_processes(
+      [(tmp_path / "resumed", tmp_path / f"process{i}.npz", i, 2, port, 6) for i in range(2)])
   assert all("continues the same global batch order" in log for log in logs), logs[0][-3000:]
   with np.load(tmp_path / "reference.npz") as stored:
     reference = dict(stored)

@@ -2,11 +2,10 @@
 between device counts.
 
 Simulated devices and processes need a fresh JAX, so each case runs in a subprocess
-(tests/_train_devices.py, tests/_train_multiprocess.py).
+(tests/_train_devices.py, tests/_train_processes.py).
 """
 
 import json
-import socket
 import subprocess
 
 import jax
@@ -91,35 +90,15 @@ def test_restore_onto_another_device_count(eight_device_run):
     np.testing.assert_array_equal(value, expected[jax.tree_util.keystr(path)])
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_train_in_lockstep(tmp_path):
   """Two processes (gloo collectives on localhost) run train_and_evaluate on their halves of
   the same global batches: both end with the same parameters, equal to a one-process run's.
   """
-  port = _free_port()
-  env = subprocess_env()
-  script = "tests/_train_multiprocess.py"
-  runs = [subprocess.Popen(
-      [PYTHON, script, str(tmp_path / "two"), str(tmp_path / f"process{i}.npz"), str(i), "2",
-       str(port)], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-          for i in range(2)]
-  runs.append(subprocess.Popen(
-      [PYTHON, script, str(tmp_path / "one"), str(tmp_path / "single.npz"), "0", "1", "0"],
-      env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  try:
-    outputs = [run.communicate(timeout=TIMEOUT) for run in runs]
-  finally:
-    for run in runs:
-      if run.poll() is None:
-        run.kill()
-  for run, (_, stderr) in zip(runs, outputs):
-    assert run.returncode == 0, stderr[-4000:]
+  port = _train_synthetic.free_port()
+  _train_synthetic.train_processes(
+      [(tmp_path / "two", tmp_path / f"process{i}.npz", i, 2, port, 3, "all") for i in range(2)]
+      + [(tmp_path / "one", tmp_path / "single.npz", 0, 1, 0, 3, "all")], timeout=TIMEOUT)
   first, second, single = (_npz(tmp_path / f"{name}.npz")
                            for name in ("process0", "process1", "single"))
   learning_rate = tiny.get_config().optim.lr_initial
