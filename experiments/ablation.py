@@ -6,8 +6,8 @@ the same number of steps (``--steps``) into ``runs/ablation/<variant>``, is scor
 experiments/results/ablation.{json,md}. Rerunning skips finished variants and resumes a
 half-trained one (the training resumes exactly)::
 
-  python experiments/ablation.py                      # every variant
-  python experiments/ablation.py --variants tower_s0.2 pool_s0.2 --steps 1500
+  python -m experiments.ablation                      # every variant
+  python -m experiments.ablation --variants tower_s0.2 pool_s0.2 --steps 1500
 
 Needs the dataset that experiments/reference.sh builds (data/tfds/reference).
 """
@@ -54,15 +54,30 @@ def _run(command: list[str], log: pathlib.Path) -> float:
   return time.monotonic() - start
 
 
-def run_variant(name: str, args) -> dict:
-  """Trains and evaluates one variant (skipping what is done); returns its record."""
+def _measured(record: dict, args) -> bool:
+  return record["steps"] == args.steps and record["num_scenes"] == args.num_scenes
+
+
+def published_records(output: pathlib.Path) -> dict[str, dict]:
+  """The rows already in <output>.json, by variant: a checkout without runs/ keeps them."""
+  path = output.with_suffix(".json")
+  if not path.exists():
+    return {}
+  return {r["variant"]: r for r in json.loads(path.read_text(encoding="utf-8"))}
+
+
+def run_variant(name: str, args, published: dict[str, dict]) -> dict:
+  """Trains and evaluates one variant (skipping what is done, here or in the published
+  table); returns its record."""
   description, fields = VARIANTS[name]
+  if name in published and _measured(published[name], args):
+    return published[name]
   workdir = pathlib.Path(args.runs) / name
   workdir.mkdir(parents=True, exist_ok=True)
   record_path = workdir / "ablation_record.json"
   if record_path.exists():
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    if record["steps"] == args.steps and record["num_scenes"] == args.num_scenes:
+    if _measured(record, args):
       return record
   fields = {"train.num_steps": args.steps, "optim.sigma_anneal_steps": args.sigma_anneal_steps,
             "train.eval_every_steps": 0, "train.image_every_steps": args.steps,
@@ -114,18 +129,22 @@ def main():
   parser.add_argument("--output", default=str(RESULTS / "ablation"),
                       help="Writes <output>.json and <output>.md.")
   args = parser.parse_args()
+  output = pathlib.Path(args.output)
   for name in args.variants:
-    run_variant(name, args)
-    # Every finished variant of the sweep directory, so that a partial rerun keeps the others.
-    records = [json.loads(path.read_text(encoding="utf-8")) for path in
-               (pathlib.Path(args.runs) / other / "ablation_record.json" for other in VARIANTS)
-               if path.exists()]
+    published = published_records(output)
+    run_variant(name, args, published)
+    # Every finished variant, published or in the sweep directory (which wins), in the order
+    # of VARIANTS, so that a partial rerun keeps the others.
+    found = {**published, **{other: json.loads(path.read_text(encoding="utf-8"))
+                             for other in VARIANTS
+                             if (path := pathlib.Path(args.runs) / other /
+                                 "ablation_record.json").exists()}}
+    records = [found[other] for other in VARIANTS if other in found]
     # Written after every variant, so an interrupted sweep keeps what it measured.
-    output = pathlib.Path(args.output)
     output.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
     output.with_suffix(".md").write_text(
         f"Short runs of {args.steps} steps (batch 16), each scored by gqn-evaluate on "
-        f"{args.num_scenes} held-out test scenes (`python experiments/ablation.py`). PSNR in dB "
+        f"{args.num_scenes} held-out test scenes (`python -m experiments.ablation`). PSNR in dB "
         f"of the mean of 4 prior samples; 'posterior PSNR' reconstructs the query with the "
         f"target seen; KL at K views.\n\n{table(records)}\n", encoding="utf-8")
     print(table([r for r in records if r["variant"] == name]).splitlines()[-1], flush=True)

@@ -7,7 +7,7 @@ Its training's measured wall time is in pretrained/rooms_ring_camera_32px/MODEL_
   python -m gqn_jax.train --config=gqn_jax/configs/reference.py --workdir=runs/reference
 
 Every field is the paper's (gqn_jax/configs/paper.py) except those set below; each deviation
-names the ablation that chose it. The ablation is ``python experiments/ablation.py``; its table
+names the ablation that chose it. The ablation is ``python -m experiments.ablation``; its table
 is experiments/results/ablation.md (short runs from this config, scored by gqn-evaluate on
 held-out scenes). The shipped model trained from this file is pretrained/rooms_ring_camera_32px.
 """
