@@ -33,7 +33,6 @@ import errno
 import json
 import logging
 import os
-import pathlib
 import sys
 import traceback
 from typing import Any, Mapping
@@ -521,7 +520,7 @@ def _read_config(workdir: epath.Path, checkpointer: Checkpointer, step: int):
 @dataclasses.dataclass(frozen=True)
 class Checkpoint:
   """A trained run, loaded for inference."""
-  workdir: pathlib.Path                 # as given (for messages and records).
+  workdir: epath.Path                   # as given (for messages and records).
   step: int                             # the checkpoint's training step.
   config: Any                           # the run's resolved ml_collections.ConfigDict.
   model_config: config_lib.ModelConfig
@@ -538,13 +537,13 @@ def load(workdir, step: int | None = None) -> Checkpoint:
   it is loaded (nothing is moved; training moves such steps aside).
 
   Raises:
-    FileNotFoundError: ``workdir`` is not a directory.
+    FileNotFoundError: ``workdir`` (local or a URL such as gs://...) is not a directory.
     CheckpointNotFoundError: the workdir has no checkpoint, or none at ``step``.
     IncompatibleCheckpointError: the parameters do not fit the config's model.
     CorruptCheckpointError: ``step`` (or, without one, every step) cannot be read.
   """
-  given = pathlib.Path(workdir)
-  if "://" not in str(workdir) and not given.is_dir():
+  given = epath.Path(workdir)  # not pathlib, which makes gs://bucket into gs:/bucket.
+  if not given.is_dir():
     raise FileNotFoundError(f"--workdir={given}: no such directory")
   config, params, step = _load(workdir, step)
   return Checkpoint(given, step, config, config_lib.model_config(config.model), params)

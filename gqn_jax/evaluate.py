@@ -5,16 +5,17 @@ r"""Evaluates a trained run on held-out scenes, next to trivial baselines (gqn_j
 Prints a table (per number of context views: -ELBO in nats and bits per dimension, NLL, KL,
 PSNR and SSIM of the model, of the nearest context view and of the mean training image) and
 writes the numbers as JSON, by default to ``<workdir>/evaluation_<split>.json``. The same
-checkpoint, flags and data give the same JSON, byte for byte. Example::
+checkpoint, flags and data give the same JSON, byte for byte. The workdir and the output may be
+URLs such as gs://bucket/run (read and written through etils.epath, as training does). Example::
 
   python -m gqn_jax.evaluate --workdir=runs/demo --num_scenes=200 --output=runs/demo/eval.json
 """
 
 import json
-import pathlib
 
 from absl import app
 from absl import flags
+from etils import epath
 
 from gqn_jax import allocator
 from gqn_jax import xla_flags
@@ -46,7 +47,7 @@ def define_flags(flag_values=FLAGS) -> None:
   flags.DEFINE_boolean("progress", True, "Show a progress bar.", **define)
 
 
-def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
+def evaluate_run(flag_values=FLAGS) -> tuple[dict, epath.Path]:
   """Runs the evaluation the flags describe; returns (results, JSON path written)."""
   from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from gqn_jax import evaluation  # pylint: disable=g-import-not-at-top
@@ -84,8 +85,8 @@ def evaluate_run(flag_values=FLAGS) -> tuple[dict, pathlib.Path]:
           config.data.dataset, "train", data_dir)),
       **results,
   }
-  output = pathlib.Path(flag_values.output or
-                        checkpoint.workdir / f"evaluation_{_file_part(flag_values.split)}.json")
+  output = epath.Path(flag_values.output or
+                      checkpoint.workdir / f"evaluation_{_file_part(flag_values.split)}.json")
   output.parent.mkdir(parents=True, exist_ok=True)
   output.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
   return results, output

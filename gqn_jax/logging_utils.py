@@ -136,6 +136,23 @@ class SummaryWriter:
       self._writer.close()
 
 
+def files_under(root) -> list[str]:
+  """The files below ``root`` (a local path or a URL such as gs://...), as sorted relative paths.
+
+  One listing per directory (``epath.Path.walk``) rather than a stat per entry: on GCS each
+  stat is a request, and a run's images/ directory holds a file per image step. A missing
+  ``root`` has no files.
+  """
+  found, top = [], None
+  for directory, _, files in epath.Path(root).walk():
+    # Walked directories are named relative to the first one: the fsspec backend drops their
+    # gs:// (or s3://), so they are not joined onto anything, only cut down to what follows.
+    top = str(directory) if top is None else top
+    below = str(directory)[len(top):].strip("/")
+    found.extend(f"{below}/{name}" if below else name for name in files)
+  return sorted(found)
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(pixels).save(buffer, format="PNG")

@@ -15,21 +15,22 @@ halves: r from the context, images from r.
 
 ``python -m gqn_jax.pretrained export <run workdir> <destination>`` writes a run directory that
 holds only the latest parameters and the run's config (no optimizer state), which
-``gqn-evaluate`` and ``gqn-render`` accept as a ``--workdir``.
+``gqn-evaluate`` and ``gqn-render`` accept as a ``--workdir``. Run directories, and the
+destination, may be URLs such as gs://bucket/run (read and written through etils.epath).
 """
 
 import dataclasses
-import pathlib
-import shutil
 import sys
 from typing import Any
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gqn_jax import checkpoints
 from gqn_jax import config as config_lib
+from gqn_jax import logging_utils
 from gqn_jax import poses
 from gqn_jax.data import frames as frames_lib
 from gqn_jax.model import Inference
@@ -41,7 +42,7 @@ CAMERA_DIM = 5  # x, y, z, yaw, pitch
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
   """A trained GQN: its architecture, parameters and the step they were saved at."""
-  path: pathlib.Path
+  path: epath.Path
   step: int
   config: config_lib.ModelConfig
   params: Any
@@ -192,7 +193,7 @@ def load(path, step: int | None = None) -> Pretrained:
   Raises FileNotFoundError naming the path when it holds no model, ValueError when its
   parameters were written by another architecture than its config describes.
   """
-  path = pathlib.Path(path)
+  path = epath.Path(path)  # not pathlib, which makes gs://bucket into gs:/bucket.
   if not path.is_dir():
     raise FileNotFoundError(f"{path}: no such directory (a run directory holding checkpoints/)")
   config, params = checkpoints.load_for_inference(path, step)
@@ -201,18 +202,17 @@ def load(path, step: int | None = None) -> Pretrained:
   return Pretrained(path, int(step), config_lib.model_config(config.model), params)
 
 
-def export(workdir, destination, step: int | None = None) -> pathlib.Path:
+def export(workdir, destination, step: int | None = None) -> epath.Path:
   """Writes ``destination``: the run's parameters at ``step`` (default latest) and its config.
 
   TensorBoard logs come along (the training-curves figure reads them); the optimizer state
   and the data iterator's do not, so the copy is for inference, not for resuming.
   """
-  workdir, destination = pathlib.Path(workdir), pathlib.Path(destination)
+  workdir, destination = epath.Path(workdir), epath.Path(destination)
   config, params = checkpoints.load_for_inference(workdir, step)
   if step is None:
     step = max(checkpoints.Checkpointer(workdir, read_only=True).all_steps())
-  if (destination / checkpoints.CHECKPOINT_DIR).exists():
-    shutil.rmtree(destination / checkpoints.CHECKPOINT_DIR)
+  (destination / checkpoints.CHECKPOINT_DIR).rmtree(missing_ok=True)
   destination.mkdir(parents=True, exist_ok=True)
   checkpointer = checkpoints.Checkpointer(destination, max_to_keep=1, async_save=False)
   try:
@@ -222,8 +222,10 @@ def export(workdir, destination, step: int | None = None) -> pathlib.Path:
     checkpointer.close()
   checkpoints.write_config(destination, config)
   logs = workdir / "tensorboard"
-  if logs.is_dir():
-    shutil.copytree(logs, destination / "tensorboard", dirs_exist_ok=True)
+  for relative in logging_utils.files_under(logs):  # bytes: the two may be on different stores.
+    target = destination / "tensorboard" / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes((logs / relative).read_bytes())
   return destination
 
 

@@ -11,12 +11,14 @@ Examples::
   python -m gqn_jax.render representation_space --workdir=runs/demo --output=runs/demo/r.png \
       --scenes=300 --factors=object_shape,wall
   python -m gqn_jax.render training_curves --workdir=runs/demo --output=runs/demo/curves.png
-"""
 
-import pathlib
+--workdir and --output may be URLs such as gs://bucket/run (read and written through
+etils.epath, as training writes the workdir).
+"""
 
 from absl import app
 from absl import flags
+from etils import epath
 
 from gqn_jax import cli
 from gqn_jax import figures
@@ -58,7 +60,7 @@ def request_from_flags(figure: str, flag_values=FLAGS):
   for name in ("workdir", "output"):
     if not flag_values[name].value:
       raise app.UsageError(f"--{name} is required")
-  workdir = pathlib.Path(flag_values.workdir)
+  workdir = epath.Path(flag_values.workdir)
   checkpoint = None
   if figure in figures.NEEDS_CHECKPOINT:
     checkpoint = checkpoints.load(workdir, flag_values.step)
@@ -68,7 +70,7 @@ def request_from_flags(figure: str, flag_values=FLAGS):
   if data_dir is None and checkpoint is not None:
     data_dir = checkpoint.config.data.get("data_dir")
   return common.Request(
-      output=pathlib.Path(flag_values.output), workdir=workdir, checkpoint=checkpoint,
+      output=epath.Path(flag_values.output), workdir=workdir, checkpoint=checkpoint,
       data_dir=data_dir, scenes_dir=flag_values.scenes_dir, split=flag_values.split,
       scenes=flag_values.scenes, first_scene=flag_values.first_scene,
       context_views=flag_values.context_views, samples=flag_values.samples,
@@ -76,7 +78,7 @@ def request_from_flags(figure: str, flag_values=FLAGS):
       factors=tuple(flag_values.factors), seed=flag_values.seed)
 
 
-def render(argv, flag_values=FLAGS) -> pathlib.Path:
+def render(argv, flag_values=FLAGS) -> epath.Path:
   """Makes the figure named in ``argv[1]`` with the parsed ``flag_values``; returns its path."""
   if len(argv) != 2:
     raise app.UsageError(f"name one figure ({', '.join(figures.FIGURES)}), e.g. "

@@ -1,5 +1,7 @@
 """gqn_jax.load and pretrained.export: the Python API over a trained run, and a shipped copy."""
 
+import pathlib
+
 import jax
 import ml_collections
 import numpy as np
@@ -38,7 +40,8 @@ def test_export_keeps_the_parameters_and_drops_the_optimizer(run):
   assert model.step == int(state.step)
   for got, want in zip(jax.tree.leaves(model.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-  size = lambda path: sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+  # export returns an etils.epath path (local or gs://...), which has no rglob.
+  size = lambda path: sum(f.stat().st_size for f in pathlib.Path(path).rglob("*") if f.is_file())
   # Adam's two moments are as large as the parameters: the export is about a third of the run.
   assert size(exported / "checkpoints") < 0.5 * size(workdir / "checkpoints")
   # What gqn-evaluate and gqn-render read (checkpoints.load_for_inference) accepts the export.

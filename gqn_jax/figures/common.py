@@ -4,12 +4,16 @@ Figures draw on ``matplotlib.figure.Figure`` with the Agg canvas directly, never
 so they need no display and leave matplotlib's global state alone. A figure's layout fixes its
 size in inches and ``pixels`` its size in pixels, exactly (no tight bounding box), so tests can
 check it.
+
+Workdirs and outputs are ``etils.epath`` paths, as in training: local, or URLs such as
+``gs://bucket/run``. Files are encoded in memory and written as bytes through epath.
 """
 
 import dataclasses
-import pathlib
+import io
 from typing import Any
 
+from etils import epath
 import numpy as np
 
 from gqn_jax import extras
@@ -23,8 +27,8 @@ LABEL_FONT = 8
 @dataclasses.dataclass
 class Request:
   """Everything a figure may use; each figure reads what it needs."""
-  output: pathlib.Path
-  workdir: pathlib.Path
+  output: epath.Path
+  workdir: epath.Path
   checkpoint: Any = None          # checkpoints.Checkpoint; None for figures that need none.
   data_dir: str | None = None     # TFDS data_dir of the held-out scenes.
   scenes_dir: str | None = None   # root of generated scenes, for their factors.
@@ -67,19 +71,26 @@ def show(axes, image, title: str | None = None, **kwargs) -> None:
     axes.set_title(title, fontsize=LABEL_FONT, pad=3)
 
 
-def check_suffix(path, allowed: tuple[str, ...], figure: str) -> pathlib.Path:
-  path = pathlib.Path(path)
+def check_suffix(path, allowed: tuple[str, ...], figure: str) -> epath.Path:
+  path = epath.Path(path)
   if path.suffix.lower() not in allowed:
     raise ValueError(f"--output={path}: the {figure} figure is written as "
                      f"{' or '.join(allowed)}, not {path.suffix or 'a file without a suffix'}")
   return path
 
 
-def save_png(figure, path) -> pathlib.Path:
-  path = pathlib.Path(path)
+def write_bytes(path, data: bytes) -> epath.Path:
+  """Writes ``data`` to ``path`` (local or a URL), making its directory first."""
+  path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(path, dpi=figure.dpi, facecolor="white")
+  path.write_bytes(data)
   return path
+
+
+def save_png(figure, path) -> epath.Path:
+  buffer = io.BytesIO()  # matplotlib and PIL write files through open(): not to a gs:// URL.
+  figure.savefig(buffer, format="png", dpi=figure.dpi, facecolor="white")
+  return write_bytes(path, buffer.getvalue())
 
 
 def figure_pixels(figure) -> np.ndarray:
@@ -88,20 +99,19 @@ def figure_pixels(figure) -> np.ndarray:
   return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_gif(frames: list[np.ndarray], path, frame_ms: int) -> pathlib.Path:
+def save_gif(frames: list[np.ndarray], path, frame_ms: int) -> epath.Path:
   """uint8 [H, W, 3] frames -> an endlessly looping GIF, one palette for all frames."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
   # One palette from all frames (tiled into one image), so colours do not flicker between frames.
   palette = Image.fromarray(np.concatenate(frames, axis=0)).quantize(
       colors=255, method=Image.Quantize.MEDIANCUT)
   images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
             for frame in frames]
   # disposal=1 and no optimize: every frame is stored whole, so none is merged away.
-  images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
-                 optimize=False, disposal=1)
-  return path
+  buffer = io.BytesIO()
+  images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                 duration=frame_ms, loop=0, optimize=False, disposal=1)
+  return write_bytes(path, buffer.getvalue())
 
 
 def context_views(request: Request) -> int:
@@ -117,7 +127,16 @@ def checkpoint_title(request: Request) -> str:
   """'<dataset>, run <workdir name> at step <step>' for figure titles."""
   checkpoint = request.checkpoint
   step = "" if checkpoint.step is None else f" at step {checkpoint.step:,}"
-  return f"{checkpoint.config.data.dataset}, run {request.workdir.resolve().name}{step}"
+  return f"{checkpoint.config.data.dataset}, run {workdir_name(request.workdir)}{step}"
+
+
+def workdir_name(workdir) -> str:
+  """The run directory's own name: of the absolute path ('.' has none), or the URL's last part.
+
+  ``resolve`` would make a URL into a local path below the current directory.
+  """
+  workdir = epath.Path(workdir)
+  return workdir.name if "://" in str(workdir) else workdir.resolve().name
 
 
 def held_out_scenes(request: Request, count: int, with_factors: bool = False):

@@ -1,6 +1,8 @@
 """Training curves from a run's TensorBoard event files: loss, NLL and KL against the step.
 
-Event files are found anywhere under the workdir (the trainer writes ``<workdir>/tensorboard``).
+Event files are found anywhere under the workdir (the trainer writes ``<workdir>/tensorboard``),
+local or at a URL such as ``gs://bucket/run``: they are listed and read through ``etils.epath``,
+as training writes the workdir, so reading needs TensorBoard's protos but not TensorFlow.
 A quantity is any scalar whose tag is its name or ends in ``/<name>`` (``train/loss`` and
 ``eval/loss`` become two lines of the loss panel), written as a plain scalar or as a TF2 scalar
 tensor. Raw values are
@@ -8,11 +10,15 @@ drawn faintly and an exponential moving average over them boldly, so that noisy 
 the trend; series of few points (periodic evaluations) are drawn as they are.
 """
 
-import pathlib
+import logging
+import struct
+from typing import Iterator
 
+from etils import epath
 import numpy as np
 
 from gqn_jax import extras
+from gqn_jax import logging_utils
 from gqn_jax.figures import common
 
 QUANTITIES = (  # (tag name, panel title)
@@ -25,48 +31,84 @@ SIGMA = "sigma"     # the pixel sigma the train lines were computed at; read for
 SMOOTHING = 0.9     # EMA weight of the past.
 MIN_POINTS_TO_SMOOTH = 50
 PANEL_INCHES = (4.2, 2.8)
+EVENT_FILE_PREFIX = "events.out.tfevents."
 
 
 def make(request: common.Request):
   """Reads ``request.workdir``'s event files and writes the curves as a PNG; returns the path."""
   output = common.check_suffix(request.output, (".png",), "training_curves")
   curves = read_curves(request.workdir)
-  figure = draw(curves, f"Training curves of run {request.workdir.resolve().name}")
+  figure = draw(curves, f"Training curves of run {common.workdir_name(request.workdir)}")
   return common.save_png(figure, output)
 
 
-def event_directories(workdir) -> list[pathlib.Path]:
-  """Directories under ``workdir`` (itself included) that hold TensorBoard event files."""
-  workdir = pathlib.Path(workdir)
+def event_files(workdir) -> dict[str, list[epath.Path]]:
+  """{directory relative to ``workdir`` ('' for itself): its event files in name order}.
+
+  Name order is time order (the names start with the time of writing), the order TensorBoard
+  reads a directory's files in.
+  """
+  workdir = epath.Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir}: no such directory")
-  found = sorted({path.parent for path in workdir.rglob("events.out.tfevents.*")})
+  found = {}
+  for relative in logging_utils.files_under(workdir):
+    directory, _, name = relative.rpartition("/")
+    if name.startswith(EVENT_FILE_PREFIX):
+      found.setdefault(directory, []).append(workdir / relative)
   if not found:
     raise FileNotFoundError(f"--workdir={workdir}: no TensorBoard event files "
-                            f"(events.out.tfevents.*) in it or below it")
-  return found
+                            f"({EVENT_FILE_PREFIX}*) in it or below it")
+  return {directory: sorted(files) for directory, files in sorted(found.items())}
 
 
-def read_scalars(directory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{tag: (steps int64 [N], values float64 [N])} of every scalar in one event directory."""
-  # pylint: disable-next=g-import-not-at-top
-  event_accumulator = extras.require("tensorboard.backend.event_processing.event_accumulator",
-                                     "figures")
-  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
-  accumulator = event_accumulator.EventAccumulator(
-      str(directory), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
-  accumulator.Reload()
-  tags = accumulator.Tags()
-  series = {}
-  for tag in tags.get(event_accumulator.SCALARS, []):
-    events = accumulator.Scalars(tag)
-    series[tag] = ([e.step for e in events], [e.value for e in events])
-  for tag in tags.get(event_accumulator.TENSORS, []):
-    events = accumulator.Tensors(tag)
-    values = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
-    if values and all(np.size(v) == 1 and np.issubdtype(np.asarray(v).dtype, np.number)
-                      for v in values):
-      series[tag] = ([e.step for e in events], [float(np.asarray(v).reshape(())) for v in values])
+def records(path) -> Iterator[bytes]:
+  """The records of a TFRecord file (an event file): each a length, its CRC, data, data's CRC.
+
+  The length's CRC is checked, so a damaged length is not followed; the data's is not (a
+  pure-Python CRC of logged images would take longer than the rest of the figure), and damaged
+  data fails to parse as an Event (``read_scalars``). A record cut short ends the file, as
+  TensorBoard reads a file still being written.
+  """
+  with epath.Path(path).open("rb") as stream:
+    while len(header := stream.read(12)) == 12:
+      length, length_crc = struct.unpack("<QI", header)
+      if length_crc != _masked_crc32c(header[:8]):
+        logging.warning("%s: a damaged record header; the records after it are not read", path)
+        return
+      data = stream.read(length + 4)
+      if len(data) < length + 4:
+        return
+      yield data[:length]
+
+
+def read_scalars(files) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{tag: (steps int64 [N], values float64 [N])} of every scalar in one directory's files."""
+  extras.require("tensorboard", "figures")
+  # pylint: disable=g-import-not-at-top
+  from google.protobuf import message
+  from tensorboard.compat.proto import event_pb2
+  from tensorboard.util import tensor_util
+  # pylint: enable=g-import-not-at-top
+  scalars, tensors = {}, {}
+  for path in files:
+    for record in records(path):
+      try:
+        event = event_pb2.Event.FromString(record)
+      except message.DecodeError:
+        logging.warning("%s: a damaged record; the records after it are not read", path)
+        break
+      for value in event.summary.value:
+        if value.HasField("simple_value"):
+          scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+        elif value.HasField("tensor"):
+          tensors.setdefault(value.tag, []).append(
+              (event.step, tensor_util.make_ndarray(value.tensor)))
+  series = {tag: ([s for s, _ in points], [v for _, v in points])
+            for tag, points in scalars.items()}
+  for tag, points in tensors.items():  # TF2 scalars; images and text are tensors too.
+    if all(np.size(v) == 1 and np.issubdtype(np.asarray(v).dtype, np.number) for _, v in points):
+      series[tag] = ([s for s, _ in points], [float(np.asarray(v).reshape(())) for _, v in points])
   result = {}
   for tag, (steps, values) in series.items():
     order = np.argsort(steps, kind="stable")  # several files of one run: merge by step.
@@ -80,12 +122,12 @@ def read_curves(workdir) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
   A line is named by its tag's prefix ('train', 'eval' for 'train/loss', 'eval/loss'), and by
   its directory too when several directories hold events.
   """
-  workdir = pathlib.Path(workdir)
-  directories = event_directories(workdir)
+  workdir = epath.Path(workdir)
+  directories = event_files(workdir)
   curves, seen = {}, set()
-  for directory in directories:
-    place = str(directory.relative_to(workdir)) if directory != workdir else workdir.name
-    for tag, series in read_scalars(directory).items():
+  for directory, files in directories.items():
+    place = directory or common.workdir_name(workdir)
+    for tag, series in read_scalars(files).items():
       seen.add(tag)
       for quantity in [q for q, _ in QUANTITIES + OPTIONAL] + [SIGMA]:
         if tag == quantity or tag.endswith("/" + quantity):
@@ -166,3 +208,25 @@ def sigma_note(curves) -> str | None:
               f"{values[-1]:.2f} here) and the trainer evaluates at optim.sigma_final:\n"
               f"train and eval levels differ by the sigma as well as by the fit.")
   return None
+
+
+def _crc32c_table() -> list[int]:
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1  # Castagnoli, reflected.
+    table.append(crc)
+  return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+  """TFRecord's checksum: CRC-32C, rotated right by 15 bits plus a constant."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
