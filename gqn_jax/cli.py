@@ -44,6 +44,8 @@ def run(main: Callable, module_name: str) -> None:
 def _reporting_errors(main: Callable, argv):
   """Runs ``main``; a user error becomes its message alone (the traceback with -v 1)."""
   try:
+    from gqn_jax import extras  # pylint: disable=g-import-not-at-top
+    extras.check_cloud_storage(flags.FLAGS.flag_values_dict().values())
     return main(argv)
   except app.UsageError:
     raise  # absl prints the usage line and the message itself.

@@ -23,6 +23,7 @@ PURPOSES = {
     "tensorboard": "TensorBoard event files",
     "figures": "figures",
     "baseline": "the PyTorch baseline",
+    "gcs": "a gs:// path",
     "test": "the tests",
 }
 
@@ -68,6 +69,28 @@ def check(module: str, extra: str, purpose: str | None = None) -> None:
     found = False
   if not found:
     raise _error(module, extra, purpose)
+
+
+def _found(module: str) -> bool:
+  """Whether ``module`` (dotted names too) can be found, without importing it."""
+  try:
+    return importlib.util.find_spec(module) is not None
+  except ImportError:  # a parent package is missing.
+    return False
+
+
+def check_cloud_storage(values) -> None:
+  """Raises MissingExtraError when a value is a gs:// path but what reads one is missing:
+  etils.epath reads it through gcsfs (through TensorFlow's gfile instead, where TensorFlow is
+  installed) and orbax asks the bucket about its layout through google-cloud-storage."""
+  url = next((v for v in values if isinstance(v, str) and v.startswith("gs://")), None)
+  if url is None:
+    return
+  needed = ["google.cloud.storage"] + ([] if _found("tensorflow") else ["gcsfs"])
+  for module in needed:
+    if not _found(module):
+      raise _error(module if module == "gcsfs" else "google-cloud-storage", "gcs",
+                   f"the gs:// path {url}")
 
 
 def available(module: str) -> bool:

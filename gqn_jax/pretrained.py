@@ -46,15 +46,16 @@ class Pretrained:
   step: int
   config: config_lib.ModelConfig
   params: Any
+  # The figures' jitted represent / render (evaluation.Inference): the one inference path.
+  inference: Inference = dataclasses.field(init=False, repr=False, compare=False)
 
   def __post_init__(self):
-    # The figures' jitted represent / render, so there is one inference path.
-    object.__setattr__(self, "_inference", Inference(self.config, self.params))
+    object.__setattr__(self, "inference", Inference(self.config, self.params))
 
   def represent(self, context_frames, context_cameras) -> jax.Array:
     """The scene representation r [B, g, g, R] (or [g, g, R] for one scene)."""
-    images, pose, single = self._context(context_frames, context_cameras)
-    r = self._inference.represent(images, pose)
+    images, pose, single = context_inputs(self.config, context_frames, context_cameras)
+    r = self.inference.represent(images, pose)
     return r[0] if single else r
 
   def render(self, r, query_cameras, key, samples: int = 1) -> np.ndarray:
@@ -77,7 +78,7 @@ class Pretrained:
     drawn = []
     for sample in range(samples):
       noise = latent_noise(jax.random.fold_in(key, sample), self.config, batch * queries)
-      mean = self._inference.render(r, query_pose, noise)
+      mean = self.inference.render(r, query_pose, noise)
       drawn.append(np.clip(np.asarray(mean), 0.0, 1.0))  # the Gaussian's mean may leave [0, 1]
     size = self.config.image_size
     images = np.stack(drawn).reshape(samples, batch, queries, size, size, 3)
@@ -104,31 +105,6 @@ class Pretrained:
       raise ValueError(f"scenes: a positive integer or None, got {scenes!r}")
     return SceneStream(self, scenes)
 
-  def _context(self, context_frames, context_cameras):
-    images = np.asarray(context_frames)
-    single = images.ndim == 4
-    if single:
-      images = images[None]
-    if images.ndim != 5 or images.shape[-1] != 3 or images.shape[2] != images.shape[3]:
-      raise ValueError(f"context_frames: expected [M, H, W, 3] or [B, M, H, W, 3] square RGB "
-                       f"frames, got shape {np.shape(context_frames)}")
-    if images.dtype == np.uint8:
-      images = images.astype(np.float32) / 255.0
-    elif np.issubdtype(images.dtype, np.floating):
-      images = images.astype(np.float32)
-      if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
-        raise ValueError("context_frames: float frames must be finite and in [0, 1] "
-                         "(uint8 frames are divided by 255)")
-    else:
-      raise ValueError(f"context_frames: uint8 or float frames, got dtype {images.dtype}")
-    images = frames_lib.resize(images, self.config.image_size)
-    cameras = _cameras(context_cameras, "context_cameras", batched=not single)
-    if cameras.shape[:2] != images.shape[:2]:
-      raise ValueError(f"context_cameras: shape {np.shape(context_cameras)} does not match "
-                       f"context_frames' {np.shape(context_frames)[:-3]} views")
-    pose = poses.camera_to_pose(cameras, self.config.pose_order)
-    return jnp.asarray(images), jnp.asarray(pose), single
-
 
 class SceneStream:
   """``Pretrained.stream()``: r kept current view by view (``gqn_jax.model.Stream``)."""
@@ -136,7 +112,7 @@ class SceneStream:
   def __init__(self, model: Pretrained, scenes: int | None):
     self.model = model
     self._single = scenes is None
-    self._stream = model._inference.stream(1 if scenes is None else scenes)  # pylint: disable=protected-access
+    self._stream = model.inference.stream(1 if scenes is None else scenes)
 
   @property
   def views(self) -> int:
@@ -160,13 +136,41 @@ class SceneStream:
       layout = "[5]" if self._single else "[B, 5]"
       raise ValueError(f"camera: expected {layout} x, y, z, yaw, pitch, got shape "
                        f"{np.shape(camera)}")
-    images, pose, _ = self.model._context(frames[:, None], cameras[:, None])  # pylint: disable=protected-access
+    images, pose, _ = context_inputs(self.model.config, frames[:, None], cameras[:, None])
     self._stream.observe(images[:, 0], pose[:, 0])
     return self.r
 
   def predict(self, query_cameras, key, samples: int = 4) -> np.ndarray:
     """``Pretrained.render`` from the current r."""
     return self.model.render(self.r, query_cameras, key, samples)
+
+
+def context_inputs(config: config_lib.ModelConfig, context_frames, context_cameras):
+  """Frames (uint8 or float in [0, 1], any square size) and raw cameras [x, y, z, yaw, pitch]
+  -> the model's images [B, M, S, S, 3], poses [B, M, 7] and whether one scene was given."""
+  images = np.asarray(context_frames)
+  single = images.ndim == 4
+  if single:
+    images = images[None]
+  if images.ndim != 5 or images.shape[-1] != 3 or images.shape[2] != images.shape[3]:
+    raise ValueError(f"context_frames: expected [M, H, W, 3] or [B, M, H, W, 3] square RGB "
+                     f"frames, got shape {np.shape(context_frames)}")
+  if images.dtype == np.uint8:
+    images = images.astype(np.float32) / 255.0
+  elif np.issubdtype(images.dtype, np.floating):
+    images = images.astype(np.float32)
+    if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
+      raise ValueError("context_frames: float frames must be finite and in [0, 1] "
+                       "(uint8 frames are divided by 255)")
+  else:
+    raise ValueError(f"context_frames: uint8 or float frames, got dtype {images.dtype}")
+  images = frames_lib.resize(images, config.image_size)
+  cameras = _cameras(context_cameras, "context_cameras", batched=not single)
+  if cameras.shape[:2] != images.shape[:2]:
+    raise ValueError(f"context_cameras: shape {np.shape(context_cameras)} does not match "
+                     f"context_frames' {np.shape(context_frames)[:-3]} views")
+  pose = poses.camera_to_pose(cameras, config.pose_order)
+  return jnp.asarray(images), jnp.asarray(pose), single
 
 
 def _check_samples(samples):

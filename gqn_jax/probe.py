@@ -16,7 +16,6 @@ labels, R^2 (and RMSE) for numbers. The GQN never saw a label: its training used
 
 import dataclasses
 import json
-import pathlib
 import warnings
 
 from absl import flags
@@ -270,7 +269,7 @@ def main(argv, flag_values=FLAGS) -> None:
   for name in ("eval_scenes", "label_scenes"):
     if flag_values[name].value < 2:
       raise SystemExit(f"error: --{name} must be at least 2, got {flag_values[name].value}")
-  checkpoint = checkpoints.load(pathlib.Path(flag_values.workdir), flag_values.step)
+  checkpoint = checkpoints.load(flag_values.workdir, flag_values.step)
   config = checkpoint.config
   views = flag_values.context_views or config.data.max_context_views
   data_dir = flag_values.data_dir or config.data.get("data_dir")
@@ -289,12 +288,11 @@ def main(argv, flag_values=FLAGS) -> None:
                   views=views, seed=flag_values.seed, progress=progress)
   bar.close()
   results["step"] = checkpoint.step
-  output.parent.mkdir(parents=True, exist_ok=True)
-  output.with_suffix(".json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+  common.write_bytes(output.with_suffix(".json"), json.dumps(results, indent=1).encode())
   title = (f"Read-outs of the scene factors from r, from an untrained r and from pixels "
            f"({views} views per scene, scored on {len(results['evaluated_scenes'])} "
            f"{flag_values.split} scenes)\n{config.data.dataset}, run "
-           f"{pathlib.Path(flag_values.workdir).resolve().name} at step {checkpoint.step:,}")
+           f"{common.workdir_name(flag_values.workdir)} at step {checkpoint.step:,}")
   common.save_png(draw(results, title), output)
   print(f"wrote {output} and {output.with_suffix('.json')}")
 

@@ -190,3 +190,20 @@ def test_console_script_help_lists_its_flags(script):
   assert "Traceback" not in result.stderr, result.stderr  # (absl's --help exits with 1.)
   listed = re.findall(r"^  --(?:\[no\])?(\w+):", result.stdout, re.M)
   assert EXPECTED_FLAG[script] in listed, result.stdout
+
+
+def test_a_gs_path_without_the_gcs_extra_is_one_line_naming_it(monkeypatch):
+  """What reads gs:// (gcsfs, or TensorFlow's gfile; google-cloud-storage for orbax) is looked
+  up only when a value is a gs:// path; missing, the error names the path and the extra."""
+  found = {"tensorflow": False, "gcsfs": False, "google.cloud.storage": True}
+  monkeypatch.setattr(extras, "_found", lambda module: found[module])
+  extras.check_cloud_storage(["runs/local", 3, None])  # no gs:// value: nothing is needed.
+  with pytest.raises(extras.MissingExtraError,
+                     match=r"^the gs:// path gs://b/run needs gcsfs, which is not installed: "
+                           r"pip install 'gqn_jax\[gcs\]'$"):
+    extras.check_cloud_storage(["runs/local", "gs://b/run"])
+  found["tensorflow"] = True  # TensorFlow's gfile reads gs:// in gcsfs's place...
+  extras.check_cloud_storage(["gs://b/run"])
+  found["google.cloud.storage"] = False  # ...but orbax still needs google-cloud-storage.
+  with pytest.raises(extras.MissingExtraError, match="needs google-cloud-storage"):
+    extras.check_cloud_storage(["gs://b/run"])
