@@ -113,7 +113,7 @@ def test_bfloat16_compute_stays_close_to_float32(key):
 @pytest.mark.parametrize("options", [{}, dict(remat=True), dict(share_cores=True)],
                          ids=["plain", "remat", "shared"])
 def test_bfloat16_gradients_stay_close_to_float32(options, key):
-  """bfloat16's backward pass (on the CPU: layers.matmul's and the patch conv's custom VJPs
+  """bfloat16's backward pass (on the CPU: cpu_kernels.bf16_matmul and the patch conv's custom VJPs
   inside the scan) points where float32's does: each parameter's gradient within a few per cent
   of float32's in norm."""
   cfg = tiny_model_config(**options)
