@@ -30,7 +30,8 @@ def _choice(backend, dtype):
 def _scanned_loss(backend, channels):
   def loss(x, kernels):
     def body(h, kernel):  # keep the state's width so that the next step can read it.
-      return jnp.tanh(layers.conv2d(h, kernel, _choice(backend, h.dtype))[..., :channels]).astype(h.dtype), None
+      out = layers.conv2d(h, kernel, _choice(backend, h.dtype))[..., :channels]
+      return jnp.tanh(out).astype(h.dtype), None
     return jnp.sum(jax.lax.scan(body, x, kernels)[0].astype(jnp.float32))
   return loss
 
