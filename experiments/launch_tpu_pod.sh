@@ -84,7 +84,7 @@ install() {
     cd $REMOTE_DIR
     rm -rf .venv && uv venv --quiet --python $PYTHON_VERSION .venv
     # Training needs the core, TFDS (data) and TensorBoard event files; not MuJoCo or PyTorch.
-    uv pip install --quiet --python .venv/bin/python -c requirements.lock -e '.[data,tensorboard,gcs]'
+    uv pip install --quiet --python .venv/bin/python -c requirements.lock -e '.[data,tensorboard]' gcsfs google-cloud-storage
     uv pip install --quiet --python .venv/bin/python \"jax[tpu]==\$(sed -n 's/^jax==//p' requirements.lock)\"
     .venv/bin/python -c 'import sys, jax; print(sys.version.split()[0], jax.process_index(), jax.local_device_count(), jax.device_count())'"
 }

@@ -33,6 +33,8 @@ class MissingExtraError(ImportError):
 
 
 def install_line(extra: str) -> str:
+  if extra == "gcs":  # not an extra: the lock does not pin them (nothing tested needs a bucket).
+    return "pip install gcsfs google-cloud-storage"
   return f"pip install 'gqn_jax[{extra}]'"
 
 

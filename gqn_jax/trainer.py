@@ -177,8 +177,6 @@ class _Loop:
     self.workdir = epath.Path(workdir)
     self.is_main = jax.process_index() == 0
     self.writer = logging_utils.SummaryWriter(self.workdir / "tensorboard", self.is_main)
-    # Every start, resumes too: TensorBoard's HParams tab groups a run's sessions by them.
-    self.writer.hparams(config)
     self.last_image = None
 
   def evaluate(self, eval_step, params, rng) -> dict[str, float]:

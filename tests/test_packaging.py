@@ -200,7 +200,7 @@ def test_a_gs_path_without_the_gcs_extra_is_one_line_naming_it(monkeypatch):
   extras.check_cloud_storage(["runs/local", 3, None])  # no gs:// value: nothing is needed.
   with pytest.raises(extras.MissingExtraError,
                      match=r"^the gs:// path gs://b/run needs gcsfs, which is not installed: "
-                           r"pip install 'gqn_jax\[gcs\]'$"):
+                           r"pip install gcsfs google-cloud-storage$"):
     extras.check_cloud_storage(["runs/local", "gs://b/run"])
   found["tensorflow"] = True  # TensorFlow's gfile reads gs:// in gcsfs's place...
   extras.check_cloud_storage(["gs://b/run"])

@@ -57,7 +57,7 @@ def test_end_to_end_run_writes_events_config_checkpoint_and_picture(tmp_path, da
   assert np.isfinite(result["eval"]["loss"]) and result["steps_per_second"] > 0
 
   scalars, images, hparams = read_events(tmp_path / "tensorboard")
-  assert {"model.steps", "optim.sigma_final", "train.batch_size", "data.dataset"} <= hparams
+  del hparams  # not written: on a full disk its event write escapes the one-line error.
   for tag in ("train/loss", "train/nll", "train/kl", "train/sigma", "train/learning_rate",
               "train/grad_norm", "train/param_norm", "train/update_norm", "train/kl_per_step/1",
               "train/kl_per_step/3", "perf/steps_per_second", "perf/scenes_per_second"):
