@@ -23,7 +23,6 @@ PURPOSES = {
     "tensorboard": "TensorBoard event files",
     "figures": "figures",
     "baseline": "the PyTorch baseline",
-    "gcs": "a gs:// path",
     "test": "the tests",
 }
 
@@ -33,8 +32,6 @@ class MissingExtraError(ImportError):
 
 
 def install_line(extra: str) -> str:
-  if extra == "gcs":  # not an extra: the lock does not pin them (nothing tested needs a bucket).
-    return "pip install gcsfs google-cloud-storage"
   return f"pip install 'gqn_jax[{extra}]'"
 
 
@@ -73,14 +70,6 @@ def check(module: str, extra: str, purpose: str | None = None) -> None:
     raise _error(module, extra, purpose)
 
 
-def _found(module: str) -> bool:
-  """Whether ``module`` (dotted names too) can be found, without importing it."""
-  try:
-    return importlib.util.find_spec(module) is not None
-  except ImportError:  # a parent package is missing.
-    return False
-
-
 def check_cloud_storage(values) -> None:
   """Raises MissingExtraError when a value is a gs:// path but what reads one is missing:
   etils.epath reads it through gcsfs (through TensorFlow's gfile instead, where TensorFlow is
@@ -88,16 +77,19 @@ def check_cloud_storage(values) -> None:
   url = next((v for v in values if isinstance(v, str) and v.startswith("gs://")), None)
   if url is None:
     return
-  needed = ["google.cloud.storage"] + ([] if _found("tensorflow") else ["gcsfs"])
-  for module in needed:
-    if not _found(module):
-      raise _error(module if module == "gcsfs" else "google-cloud-storage", "gcs",
-                   f"the gs:// path {url}")
+  # Not an extra of setup.cfg: the lock would have to pin them, and no test needs a bucket.
+  needed = {"google.cloud.storage": "google-cloud-storage"}
+  if not available("tensorflow"):
+    needed["gcsfs"] = "gcsfs"
+  for module, distribution in needed.items():
+    if not available(module):
+      raise MissingExtraError(f"the gs:// path {url} needs {distribution}, which is not "
+                              f"installed: pip install gcsfs google-cloud-storage")
 
 
 def available(module: str) -> bool:
-  """Whether ``module`` can be found (without importing it)."""
+  """Whether ``module`` (a dotted name too) can be found, without importing it."""
   try:
-    return importlib.util.find_spec(module.split(".")[0]) is not None
-  except ImportError:
+    return importlib.util.find_spec(module) is not None
+  except ImportError:  # a parent package is missing.
     return False

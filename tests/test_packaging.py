@@ -196,7 +196,7 @@ def test_a_gs_path_without_the_gcs_extra_is_one_line_naming_it(monkeypatch):
   """What reads gs:// (gcsfs, or TensorFlow's gfile; google-cloud-storage for orbax) is looked
   up only when a value is a gs:// path; missing, the error names the path and the extra."""
   found = {"tensorflow": False, "gcsfs": False, "google.cloud.storage": True}
-  monkeypatch.setattr(extras, "_found", lambda module: found[module])
+  monkeypatch.setattr(extras, "available", lambda module: found[module])
   extras.check_cloud_storage(["runs/local", 3, None])  # no gs:// value: nothing is needed.
   with pytest.raises(extras.MissingExtraError,
                      match=r"^the gs:// path gs://b/run needs gcsfs, which is not installed: "
