@@ -57,8 +57,9 @@ summary: setup
 demo: setup
 	bash experiments/demo.sh
 
-# The shipped reference model from nothing: scenes, dataset, training on 2 CPU
-# cores, evaluation, figures (experiments/reference.sh; rerun to resume). Not part of the tests.
+# A shipped reference model from nothing: scenes, dataset, training on 2 CPU cores, evaluation,
+# figures (experiments/reference.sh; rerun to resume). Not part of the tests. The rooms model by
+# default; REFERENCE=shepard_metzler_7_parts for the second one.
 reference: setup
 	bash experiments/reference.sh
 

@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# `make reference`: the shipped reference model from nothing. Generates rooms_ring_camera
-# scenes, builds them into the TFDS dataset, trains gqn_jax/configs/reference.py, evaluates it
-# on held-out scenes and renders every figure; each stage is timed. Rerunning continues where it
-# stopped: finished scenes and the built dataset are kept, and the training resumes exactly from
-# its latest checkpoint. The training is the longest stage (the model card says how long
-# the shipped run took).
+# `make reference`: a shipped reference model from nothing. Generates scenes, builds them into
+# the TFDS dataset, trains the reference config, evaluates it on held-out scenes and renders
+# every figure; each stage is timed. Rerunning continues where it stopped: finished scenes and
+# the built dataset are kept, and the training resumes exactly from its latest checkpoint. The
+# training is the longest stage (each model card says how long the shipped run took).
 #
+# REFERENCE picks the model (default rooms_ring_camera):
+#   rooms_ring_camera        gqn_jax/configs/reference.py -> runs/reference
+#                            (shipped as pretrained/rooms_ring_camera_32px)
+#   shepard_metzler_7_parts  gqn_jax/configs/reference_shepard_metzler.py
+#                            -> runs/reference_shepard_metzler
+#                            (shipped as pretrained/shepard_metzler_7_parts_32px)
 # Environment: REFERENCE_TRAIN_SCENES / REFERENCE_TEST_SCENES, REFERENCE_WORKDIR, NICE (a
 # niceness for the training, default 0); extra arguments go to gqn_jax.train, e.g.
 # --config.train.num_steps=2000 for a shorter run. Afterwards
-#   python -m gqn_jax.pretrained export runs/reference pretrained/rooms_ring_camera_32px
+#   python -m gqn_jax.pretrained export <workdir> pretrained/<name>
 # writes the parameters-only run directory that the repository ships.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
 TFDS=${TFDS:-.venv/bin/tfds}
-TRAIN_SCENES=${REFERENCE_TRAIN_SCENES:-20000}
+NAME=${REFERENCE:-rooms_ring_camera}
+case "$NAME" in
+  # The data directories are the configs' data.data_dir.
+  rooms_ring_camera) SUFFIX=""; DEFAULT_TRAIN=20000 ;;
+  shepard_metzler_7_parts) SUFFIX="_shepard_metzler"; DEFAULT_TRAIN=10000 ;;
+  *) echo "REFERENCE=$NAME: the reference models are rooms_ring_camera and" \
+       "shepard_metzler_7_parts" >&2; exit 2 ;;
+esac
+CONFIG=gqn_jax/configs/reference$SUFFIX.py
+TRAIN_SCENES=${REFERENCE_TRAIN_SCENES:-$DEFAULT_TRAIN}
 TEST_SCENES=${REFERENCE_TEST_SCENES:-400}
-WORKDIR=${REFERENCE_WORKDIR:-runs/reference}
+WORKDIR=${REFERENCE_WORKDIR:-runs/reference$SUFFIX}
 NICE=${NICE:-0}
-NAME=rooms_ring_camera
-SCENES_ROOT=data/generated/reference
-DATA_DIR=data/tfds/reference
-CONFIG=gqn_jax/configs/reference.py
+SCENES_ROOT=data/generated/reference$SUFFIX
+DATA_DIR=data/tfds/reference$SUFFIX
 SCENE_COUNTS="$TRAIN_SCENES train + $TEST_SCENES test"
 
 mkdir -p "$WORKDIR/logs"

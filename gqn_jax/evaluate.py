@@ -4,7 +4,8 @@ r"""Evaluates a trained run on held-out scenes, next to trivial baselines (gqn_j
 
 Prints a table (per number of context views: -ELBO in nats and bits per dimension, NLL, KL,
 PSNR and SSIM of the model, of the nearest context view and of the mean training image) and
-writes the numbers as JSON, by default to ``<workdir>/evaluation_<split>.json``. The same
+writes the numbers as JSON, by default to ``<workdir>/evaluation_<split>.json``, and beside it
+(``.md``) the model card's markdown table (``evaluation.format_markdown``). The same
 checkpoint, flags and data give the same JSON, byte for byte. The workdir and the output may be
 URLs such as gs://bucket/run (read and written through etils.epath, as training does). Example::
 
@@ -89,6 +90,8 @@ def evaluate_run(flag_values=FLAGS) -> tuple[dict, epath.Path]:
                       checkpoint.workdir / f"evaluation_{_file_part(flag_values.split)}.json")
   output.parent.mkdir(parents=True, exist_ok=True)
   output.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+  output.with_suffix(".md").write_text(evaluation.format_markdown(results) + "\n",
+                                       encoding="utf-8")
   return results, output
 
 

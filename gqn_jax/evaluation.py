@@ -317,3 +317,26 @@ def format_table(results: dict) -> str:
       lines.append(f"KL per generator step (nats), {row['context_views']} views: "
                    + " ".join(f"{value:.2f}" for value in per_step["mean"]))
   return "\n".join(lines)
+
+
+def format_markdown(results: dict) -> str:
+  """The model card's table: per M, the prediction's PSNR against both baselines, the posterior
+  reconstruction, the sample variance and the KL per generator step (markdown)."""
+  header = ("| views M | -ELBO nats | PSNR | SSIM | nearest view | mean image | vs nearest | "
+            "vs mean | posterior PSNR | sample variance | KL nats | KL per generator step |")
+  lines = [f"{results['scenes']} held-out scenes, {results['image_size']} px, sigma "
+           f"{results['sigma']}; PSNR in dB of the prediction (the mean of {results['samples']} "
+           f"prior samples).", "", header, "|" + "---|" * (header.count("|") - 1)]
+  for row in results["results"]:
+    gqn, nearest, mean = row["gqn"], row["nearest_view"], row["mean_image"]
+    value = lambda metrics, name: metrics[name]["mean"]
+    psnr = value(gqn, "psnr")
+    cells = [
+        str(row["context_views"]), f"{value(gqn, 'neg_elbo_nats'):.1f}", f"{psnr:.2f}",
+        f"{value(gqn, 'ssim'):.3f}", f"{value(nearest, 'psnr'):.2f}", f"{value(mean, 'psnr'):.2f}",
+        f"{psnr - value(nearest, 'psnr'):+.2f}", f"{psnr - value(mean, 'psnr'):+.2f}",
+        f"{value(gqn, 'psnr_reconstruction'):.2f}", f"{value(gqn, 'sample_variance'):.4f}",
+        f"{value(gqn, 'kl_nats'):.1f}",
+        " ".join(f"{kl:.2f}" for kl in gqn["kl_per_step"]["mean"])]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)

@@ -196,6 +196,23 @@ def test_table_has_a_row_per_views_and_predictor(tiny):
     assert any(line.split()[0] == str(row["context_views"]) and value in line for line in rows)
 
 
+def test_markdown_table_restates_the_results(tiny):
+  """One row per M whose cells are the JSON's numbers, differences included."""
+  results = _evaluate(tiny)
+  lines = evaluation.format_markdown(results).splitlines()
+  rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+  assert len(rows) == len(results["results"])
+  for line, row in zip(rows, results["results"]):
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    gqn, nearest = row["gqn"], row["nearest_view"]
+    assert int(cells[0]) == row["context_views"]
+    assert float(cells[2]) == pytest.approx(gqn["psnr"]["mean"], abs=0.005)
+    assert float(cells[6]) == pytest.approx(gqn["psnr"]["mean"] - nearest["psnr"]["mean"],
+                                            abs=0.005)
+    assert float(cells[8]) == pytest.approx(gqn["psnr_reconstruction"]["mean"], abs=0.005)
+    assert len(cells[11].split()) == len(gqn["kl_per_step"]["mean"])
+
+
 def test_evaluate_refuses_padded_context(tiny):
   config, model_cfg, params, data_dir, mean = tiny
   batches, _ = evaluation.held_out_batches(config, "test", data_dir, num_scenes=2, batch_size=2)
@@ -223,6 +240,7 @@ def test_cli_writes_identical_json_twice(tiny, tmp_path, monkeypatch):
   results, first = _cli(arguments + [f"--output={tmp_path / 'a.json'}"])
   _, second = _cli(arguments + [f"--output={tmp_path / 'b.json'}"])
   assert first.read_bytes() == second.read_bytes()
+  assert first.with_suffix(".md").read_text().startswith("4 held-out scenes")
   saved = json.loads(first.read_text())
   assert saved["dataset"] == _figures_run.DATASET and saved["split"] == "test"
   # The record says how many scenes were used: all 43 training scenes, not the 1000 asked for.
