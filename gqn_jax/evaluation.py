@@ -4,7 +4,9 @@ For every number of context views M = 1..K, each held-out scene is scored by
 
 * the model: the negative ELBO (NLL + KL, z from the posterior) in nats per image and bits per
   dimension, and PSNR / SSIM of its predictive mean (the average of ``samples`` prior samples)
-  and of single prior samples;
+  and of single prior samples; the PSNR of the posterior reconstruction; and the PSNR of the
+  same prior draws rendered from no context (r = 0, the sum over M = 0 views), which equals the
+  model's own when the prediction ignores the context;
 * ``nearest_view``: the context view whose pose is closest to the query pose, as the prediction;
 * ``mean_image``: the mean training image, whatever the context.
 
@@ -169,16 +171,24 @@ def _per_scene_metrics(model_cfg: config_lib.ModelConfig, samples: int):
                         noise(_POSTERIOR_STREAM))
     r = model.apply({"params": params}, images, poses, mask, method=GQN.represent)
 
-    def sample(stream):
-      mean = model.apply({"params": params}, r, query_pose, noise(stream), method=GQN.render)
-      return jnp.clip(mean, 0.0, 1.0)  # images are in [0, 1]; the Gaussian mean need not be.
+    def sampler(representation):
+      def sample(stream):
+        mean = model.apply({"params": params}, representation, query_pose, noise(stream),
+                           method=GQN.render)
+        return jnp.clip(mean, 0.0, 1.0)  # images are in [0, 1]; the Gaussian mean need not be.
+      return sample
 
-    drawn = jax.lax.map(sample, jnp.arange(samples) + 1)  # [S, B, H, W, 3]
+    drawn = jax.lax.map(sampler(r), jnp.arange(samples) + 1)  # [S, B, H, W, 3]
     prediction = jnp.mean(drawn, axis=0)
+    # The same draws from no context at all (r = 0, the empty sum of M = 0 views): what the
+    # context adds to the prediction. Equal PSNRs mean the model ignores its context.
+    no_context = jnp.mean(jax.lax.map(sampler(jnp.zeros_like(r)), jnp.arange(samples) + 1),
+                          axis=0)
     gqn = {"nll_nats": terms.nll, "kl_nats": terms.kl, "neg_elbo_nats": terms.loss,
            "neg_elbo_bits_per_dim": bits_per_dimension(terms.loss, dimensions),
            "psnr": psnr(prediction, target), "ssim": ssim(prediction, target),
            "psnr_sample": jnp.mean(psnr(drawn, target[None]), axis=0),
+           "psnr_no_context": psnr(no_context, target),
            "ssim_sample": jnp.mean(ssim(drawn, target[None]), axis=0),
            "psnr_reconstruction": psnr(jnp.clip(terms.mean, 0.0, 1.0), target),
            # How much the prior samples disagree: the mean over pixels of their variance.
@@ -286,6 +296,7 @@ _COLUMNS = (  # (metric, header, format)
     ("psnr_sample", "PSNR 1 sample", "{:.2f}"),
     ("ssim_sample", "SSIM 1 sample", "{:.4f}"),
     ("psnr_reconstruction", "PSNR posterior", "{:.2f}"),
+    ("psnr_no_context", "PSNR r = 0", "{:.2f}"),
     ("sample_variance", "sample var", "{:.5f}"),
 )
 _LABELS = {"gqn": "GQN (mean of {samples} samples)", "nearest_view": "nearest context view",
@@ -323,7 +334,8 @@ def format_markdown(results: dict) -> str:
   """The model card's table: per M, the prediction's PSNR against both baselines, the posterior
   reconstruction, the sample variance and the KL per generator step (markdown)."""
   header = ("| views M | -ELBO nats | PSNR | SSIM | nearest view | mean image | vs nearest | "
-            "vs mean | posterior PSNR | sample variance | KL nats | KL per generator step |")
+            "vs mean | posterior PSNR | PSNR, no context (r = 0) | sample variance | KL nats | "
+            "KL per generator step |")
   lines = [f"{results['scenes']} held-out scenes, {results['image_size']} px, sigma "
            f"{results['sigma']}; PSNR in dB of the prediction (the mean of {results['samples']} "
            f"prior samples).", "", header, "|" + "---|" * (header.count("|") - 1)]
@@ -335,7 +347,8 @@ def format_markdown(results: dict) -> str:
         str(row["context_views"]), f"{value(gqn, 'neg_elbo_nats'):.1f}", f"{psnr:.2f}",
         f"{value(gqn, 'ssim'):.3f}", f"{value(nearest, 'psnr'):.2f}", f"{value(mean, 'psnr'):.2f}",
         f"{psnr - value(nearest, 'psnr'):+.2f}", f"{psnr - value(mean, 'psnr'):+.2f}",
-        f"{value(gqn, 'psnr_reconstruction'):.2f}", f"{value(gqn, 'sample_variance'):.4f}",
+        f"{value(gqn, 'psnr_reconstruction'):.2f}", f"{value(gqn, 'psnr_no_context'):.2f}",
+        f"{value(gqn, 'sample_variance'):.4f}",
         f"{value(gqn, 'kl_nats'):.1f}",
         " ".join(f"{kl:.2f}" for kl in gqn["kl_per_step"]["mean"])]
     lines.append("| " + " | ".join(cells) + " |")

@@ -4,6 +4,7 @@ import json
 import math
 
 from absl import flags
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -210,7 +211,25 @@ def test_markdown_table_restates_the_results(tiny):
     assert float(cells[6]) == pytest.approx(gqn["psnr"]["mean"] - nearest["psnr"]["mean"],
                                             abs=0.005)
     assert float(cells[8]) == pytest.approx(gqn["psnr_reconstruction"]["mean"], abs=0.005)
-    assert len(cells[11].split()) == len(gqn["kl_per_step"]["mean"])
+    assert float(cells[9]) == pytest.approx(gqn["psnr_no_context"]["mean"], abs=0.005)
+    assert len(cells[12].split()) == len(gqn["kl_per_step"]["mean"])
+
+
+def test_no_context_prediction_is_the_prediction_from_r_zero(tiny):
+  """psnr_no_context scores the same draws rendered from r = 0: a model whose generator gets
+  no r weights (they are zeroed) scores the same with and without its context."""
+  config, model_cfg, params, data_dir, mean = tiny
+  batch = next(evaluation.held_out_batches(config, "test", data_dir, num_scenes=2,
+                                           batch_size=2)[0])
+  blind = jax.tree_util.tree_map_with_path(
+      lambda path, x: np.zeros_like(x) if any(getattr(k, "key", None) == "r" for k in path)
+      else x, params)
+  for weights, same in ((blind, True), (params, False)):
+    results = evaluation.evaluate(model_cfg, weights, [batch], mean_image=mean, sigma=0.7,
+                                  samples=2, progress=False)
+    gqn = results["results"][-1]["gqn"]
+    own, no_context = gqn["psnr"]["mean"], gqn["psnr_no_context"]["mean"]
+    assert (own == no_context) == same, (own, no_context)
 
 
 def test_evaluate_refuses_padded_context(tiny):
