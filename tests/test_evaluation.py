@@ -135,6 +135,8 @@ def test_evaluation_is_deterministic_and_seeded(tiny):
       for name, value in row[predictor].items():
         np.testing.assert_allclose(value["mean"], other[predictor][name]["mean"], rtol=1e-5,
                                    atol=1e-6, err_msg=f"{predictor} {name}")
+  np.testing.assert_allclose(first["no_context"]["psnr"]["mean"],
+                             regrouped["no_context"]["psnr"]["mean"], rtol=1e-5)
   other = _evaluate(tiny, seed=1)
   # The seed moves the latent draws (model metrics) and the frames drawn per scene.
   assert json.dumps(other["results"]) != json.dumps(first["results"])
@@ -186,8 +188,10 @@ def test_metrics_obey_their_definitions(tiny):
 def test_table_has_a_row_per_views_and_predictor(tiny):
   results = _evaluate(tiny)
   table = evaluation.format_table(results)
-  rows = [line for line in table.splitlines()[3:] if line.strip() and not line.startswith("KL")]
+  rows = [line for line in table.splitlines()[3:]
+          if line.strip() and not line.startswith(("KL", "No context"))]
   assert len(rows) == len(results["results"]) * len(evaluation.PREDICTORS)
+  assert table.splitlines()[-1].endswith(f"{results['no_context']['psnr']['mean']:.2f} dB")
   kl_lines = [line for line in table.splitlines() if line.startswith("KL per generator step")]
   assert len(kl_lines) == len(results["results"])  # one per number of views, L values each
   assert all(len(line.split(":")[1].split()) == len(results["results"][0]["gqn"]
@@ -211,13 +215,13 @@ def test_markdown_table_restates_the_results(tiny):
     assert float(cells[6]) == pytest.approx(gqn["psnr"]["mean"] - nearest["psnr"]["mean"],
                                             abs=0.005)
     assert float(cells[8]) == pytest.approx(gqn["psnr_reconstruction"]["mean"], abs=0.005)
-    assert float(cells[9]) == pytest.approx(gqn["psnr_no_context"]["mean"], abs=0.005)
+    assert float(cells[9]) == pytest.approx(results["no_context"]["psnr"]["mean"], abs=0.005)
     assert len(cells[12].split()) == len(gqn["kl_per_step"]["mean"])
 
 
 def test_no_context_prediction_is_the_prediction_from_r_zero(tiny):
-  """psnr_no_context scores the same draws rendered from r = 0: a model whose generator gets
-  no r weights (they are zeroed) scores the same with and without its context."""
+  """results['no_context'] scores the same draws rendered from r = 0: a model whose generator
+  gets no r weights (they are zeroed) scores the same with and without its context, at every M."""
   config, model_cfg, params, data_dir, mean = tiny
   batch = next(evaluation.held_out_batches(config, "test", data_dir, num_scenes=2,
                                            batch_size=2)[0])
@@ -227,9 +231,10 @@ def test_no_context_prediction_is_the_prediction_from_r_zero(tiny):
   for weights, same in ((blind, True), (params, False)):
     results = evaluation.evaluate(model_cfg, weights, [batch], mean_image=mean, sigma=0.7,
                                   samples=2, progress=False)
-    gqn = results["results"][-1]["gqn"]
-    own, no_context = gqn["psnr"]["mean"], gqn["psnr_no_context"]["mean"]
-    assert (own == no_context) == same, (own, no_context)
+    no_context = results["no_context"]["psnr"]["mean"]
+    for row in results["results"]:
+      own = row["gqn"]["psnr"]["mean"]
+      assert (own == pytest.approx(no_context, abs=1e-5)) == same, (own, no_context)
 
 
 def test_evaluate_refuses_padded_context(tiny):
