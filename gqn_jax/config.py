@@ -40,7 +40,8 @@ class ModelConfig:
   kernel_size: int = 5              # core and head convolution kernels.
   share_cores: bool = False         # one set of core weights for all L steps.
   pose_order: poses.PoseOrder = "sin_cos"
-  conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # layers.choose.
+  conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # layers.choose;
+                                    # the generator's and the representation's convolutions.
   scan_unroll: int = 1              # generator steps per scan iteration.
   remat: bool = False               # recompute, in the backward pass, each generator step and
                                     # the representation network (the pre-scan patch matrices

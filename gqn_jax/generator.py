@@ -191,16 +191,48 @@ class Generator(nn.Module):
       body = jax.checkpoint(body)
     return jax.lax.scan(body, carry, (scanned, noise), unroll=cfg.scan_unroll)
 
+  def _step_kernels(self, params, inference: bool):
+    """Each step's convolution kernels grouped by the input they read: [copies, k, k, C, O].
+
+    The core kernels are declared by output (one per core, over its concatenated inputs); a
+    convolution is linear in its input channels, so it splits into one convolution per input.
+    Grouped by input, h_g^{l-1} (read by the prior, the inference core and the generation core)
+    is convolved once with their kernels side by side, and each input's patches are built
+    once per step. Without ``inference`` (generation), the inference core's kernels are left
+    out.
+    """
+    hidden, latent = self.config.hidden_channels, self.config.latent_channels
+    gen = params["generation_core"]["state"]   # input channels [h_g, z]
+    inf = params["inference_core"]["state"]    # input channels [h_e, h_g, down(u)]
+    # h_g -> [prior (2Z) | inference gates (4H), with inference | generation gates (4H)]
+    from_h_g = [params["prior"]["kernel"]]
+    from_h_g += [inf[..., hidden:2 * hidden, :]] if inference else []
+    from_h_g += [gen[..., :hidden, :]]
+    kernels = {"h_g": jnp.concatenate(from_h_g, axis=-1), "z": gen[..., hidden:hidden + latent, :]}
+    if inference:  # [h_e, down(u)] -> inference gates
+      kernels["h_e_canvas"] = jnp.concatenate([inf[..., :hidden, :], inf[..., 2 * hidden:, :]],
+                                              axis=-2)
+    return kernels
+
+  def _from_h_g(self, h_g, p, choice):
+    """The prior's parameters and h_g's share of the inference gates (None in generation) and
+    of the generation gates."""
+    latent, gates = 2 * self.config.latent_channels, 4 * self.config.hidden_channels
+    out = layers.conv2d(h_g, p["kernels"]["h_g"], choice)
+    prior = out[..., :latent] + p["prior_bias"]
+    inference = out[..., latent:-gates] if out.shape[-1] > latent + gates else None
+    return prior, inference, out[..., -gates:]
+
   def _scan_prior(self, params, gen_fixed, noise, choice):
-    per_step = {"gen_state": params["generation_core"]["state"], "gen_fixed": gen_fixed,
-                "prior": params["prior"]}
+    per_step = {"kernels": self._step_kernels(params, inference=False), "gen_fixed": gen_fixed,
+                "prior_bias": params["prior"]["bias"]}
 
     def step(carry, p, eps):
       h_g, c_g = carry
-      prior = layers.conv2d(h_g, p["prior"]["kernel"], choice) + p["prior"]["bias"]
+      prior, _, gen_from_h_g = self._from_h_g(h_g, p, choice)
       mean, log_scale = layers.gaussian_params(prior)
       z = mean + jnp.exp(log_scale) * eps
-      gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], choice)
+      gates = gen_from_h_g + layers.conv2d(z, p["kernels"]["z"], choice)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       return (h_g, c_g), h_g
 
@@ -210,23 +242,23 @@ class Generator(nn.Module):
 
   def _scan_posterior(self, params, gen_fixed, inf_fixed, noise, choice):
     composed_kernel, composed_bias = self._canvas_down_maps(params)
-    per_step = {"gen_state": params["generation_core"]["state"], "gen_fixed": gen_fixed,
-                "inf_state": params["inference_core"]["state"], "inf_fixed": inf_fixed,
-                "prior": params["prior"], "posterior": params["posterior"],
+    per_step = {"kernels": self._step_kernels(params, inference=True), "gen_fixed": gen_fixed,
+                "inf_fixed": inf_fixed, "prior_bias": params["prior"]["bias"],
+                "posterior": params["posterior"],
                 "canvas_kernel": composed_kernel, "canvas_bias": composed_bias}
 
     def step(carry, p, eps):
       h_g, c_g, h_e, c_e, canvas_grid = carry
-      gates = layers.conv2d(jnp.concatenate([h_e, h_g, canvas_grid], -1), p["inf_state"],
+      prior, inf_from_h_g, gen_from_h_g = self._from_h_g(h_g, p, choice)
+      gates = layers.conv2d(jnp.concatenate([h_e, canvas_grid], -1), p["kernels"]["h_e_canvas"],
                             choice)
-      h_e, c_e = layers.lstm_update(gates + p["inf_fixed"], c_e)
+      h_e, c_e = layers.lstm_update(gates + inf_from_h_g + p["inf_fixed"], c_e)
       posterior = layers.conv2d(h_e, p["posterior"]["kernel"], choice) + p["posterior"]["bias"]
-      prior = layers.conv2d(h_g, p["prior"]["kernel"], choice) + p["prior"]["bias"]
       mean_q, log_scale_q = layers.gaussian_params(posterior)
       mean_p, log_scale_p = layers.gaussian_params(prior)
       kl = objective.gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p).sum(axis=(1, 2, 3))
       z = mean_q + jnp.exp(log_scale_q) * eps
-      gates = layers.conv2d(jnp.concatenate([h_g, z], -1), p["gen_state"], choice)
+      gates = gen_from_h_g + layers.conv2d(z, p["kernels"]["z"], choice)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       # down(u) after this step's canvas update, through the composed 1x1 map down o up.
       canvas_grid = (canvas_grid + layers.matmul(h_g, p["canvas_kernel"], choice)

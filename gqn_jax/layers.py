@@ -10,6 +10,7 @@ backend and whether matmuls take the CPU's bfloat16 route, ``gqn_jax/cpu_kernels
 from typing import NamedTuple
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 from gqn_jax import cpu_kernels
@@ -63,6 +64,43 @@ def conv2d_stacked(x, kernels, choice: KernelChoice):
   out = cpu_kernels.im2col_conv(x, merged.astype(x.dtype), choice.bf16_dots)  # [B, G, G, L*O]
   out = out.reshape(*out.shape[:3], steps, c_out)
   return jnp.moveaxis(out, 3, 0)
+
+
+def flax_conv(choice: KernelChoice):
+  """A drop-in ``lax.conv_general_dilated`` for flax's ``nn.Conv`` (its ``conv_general_dilated``
+  field) that runs the representation networks' convolutions by the chosen kernels.
+
+  With 'xla' it is XLA's own op. Otherwise a k x k kernel with stride k ('VALID', the networks'
+  downsampling) is one matmul over the image's k x k blocks (``space_to_depth``) and a 1x1
+  kernel a plain matmul: XLA's CPU backend runs a convolution's gradients far slower than a
+  matmul's (``experiments/benchmark.py``'s reference suite). The 3x3 'same' convolutions stay
+  XLA's: outside a loop they run no slower as patch matmuls, and the patches (9x the input)
+  would dominate the step's memory. The parameters are nn.Conv's own, so either way reads the
+  same checkpoint.
+  """
+  if choice.conv == "xla":
+    return lax.conv_general_dilated
+
+  def conv(inputs, kernel, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+           dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    k_h, k_w, _, c_out = kernel.shape
+    nhwc = lax.conv_dimension_numbers(inputs.shape, kernel.shape, ("NHWC", "HWIO", "NHWC"))
+    plain = (k_h == k_w and feature_group_count == 1 and not kwargs
+             and all(d == 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
+             and lax.conv_dimension_numbers(inputs.shape, kernel.shape, dimension_numbers)
+             == nhwc)
+    strides = tuple(window_strides)
+    if plain and padding == "VALID" and strides == (k_h, k_w):
+      height, width = (inputs.shape[1] // k_h) * k_h, (inputs.shape[2] // k_w) * k_w
+      blocks = space_to_depth(inputs[:, :height, :width], k_h)
+      return matmul(blocks, kernel.reshape(-1, c_out).astype(inputs.dtype), choice)
+    if plain and padding in ("SAME", "VALID") and strides == (1, 1) and k_h == 1:
+      return matmul(inputs, kernel.reshape(-1, c_out).astype(inputs.dtype), choice)
+    return lax.conv_general_dilated(inputs, kernel, window_strides, padding, lhs_dilation,
+                                    rhs_dilation, dimension_numbers, feature_group_count,
+                                    precision=precision, **kwargs)
+
+  return conv
 
 
 def tap_mask(grid_size: int, kernel_size: int):

@@ -4,14 +4,25 @@ Three architectures from the paper (layer by layer in docs/architecture.md, "Rep
 networks"): ``pyramid`` (r is 1x1), ``tower`` (r is on the image/4 grid) and ``pool`` (tower,
 averaged to 1x1). Channel counts scale with ``r_channels`` (256 in the paper) so that tiny test
 models keep the same shape of network. ``dtype`` is the compute dtype of the convolutions (the
-model's ``dtype``); parameters stay float32.
+model's ``dtype``); parameters stay float32. ``conv_backend`` picks the kernels that run the
+convolutions, as for the generator (``layers.choose``, ``layers.flax_conv``); the parameters are
+the same whichever runs.
 """
 
 import functools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import flax.linen as nn
+
+from gqn_jax import layers
+
+
+def _conv(dtype, conv_backend: str):
+  """nn.Conv in ``dtype``, its convolutions run by the platform's chosen kernels."""
+  choice = layers.choose(conv_backend, dtype, jax.default_backend())
+  return functools.partial(nn.Conv, dtype=dtype, conv_general_dilated=layers.flax_conv(choice))
 
 
 def _broadcast_pose(pose, height, width):
@@ -23,28 +34,29 @@ class Pyramid(nn.Module):
   """Pose broadcast onto the image, four strided convs down to a 1x1 r."""
   r_channels: int = 256
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"
 
   @nn.compact
   def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, 1, 1, R]
+    conv = _conv(self.dtype, self.conv_backend)
     x = jnp.concatenate([image, _broadcast_pose(pose, *image.shape[1:3])], axis=-1)
     for fraction in (8, 4, 2):
-      x = nn.relu(nn.Conv(self.r_channels // fraction, (2, 2), strides=2, padding="VALID",
-                          dtype=self.dtype)(x))
+      x = nn.relu(conv(self.r_channels // fraction, (2, 2), strides=2, padding="VALID")(x))
     # The last conv covers whatever is left (8x8 for 64 px images), giving 1x1.
     remaining = x.shape[1:3]
-    return nn.relu(nn.Conv(self.r_channels, remaining, strides=remaining, padding="VALID",
-                           dtype=self.dtype)(x))
+    return nn.relu(conv(self.r_channels, remaining, strides=remaining, padding="VALID")(x))
 
 
 class Tower(nn.Module):
   """Two residual blocks down to the image/4 grid, the pose joined in between."""
   r_channels: int = 256
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"
 
   @nn.compact
   def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, H/4, W/4, R]
     wide, narrow = self.r_channels, self.r_channels // 2
-    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    conv = _conv(self.dtype, self.conv_backend)
     down = functools.partial(conv, kernel_size=(2, 2), strides=2, padding="VALID")
     skip_in = nn.relu(down(wide)(image))     # [N, H/2, W/2, R]
     skip_out = nn.relu(down(wide)(skip_in))  # [N, H/4, W/4, R]
@@ -63,10 +75,12 @@ class Pool(nn.Module):
   """The tower, averaged over its grid to a 1x1 r."""
   r_channels: int = 256
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"
 
   @nn.compact
   def __call__(self, image, pose):  # -> [N, 1, 1, R]
-    return jnp.mean(Tower(self.r_channels, self.dtype)(image, pose), axis=(1, 2), keepdims=True)
+    tower = Tower(self.r_channels, self.dtype, self.conv_backend)
+    return jnp.mean(tower(image, pose), axis=(1, 2), keepdims=True)
 
 
 ENCODERS = {"pyramid": Pyramid, "tower": Tower, "pool": Pool}
@@ -83,6 +97,7 @@ class Representation(nn.Module):
   r_channels: int = 256
   remat: bool = False
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"
 
   @nn.compact
   def __call__(self, images, poses, mask=None):
@@ -91,7 +106,8 @@ class Representation(nn.Module):
     encoder_class = ENCODERS[self.architecture]
     if self.remat:
       encoder_class = nn.remat(encoder_class)
-    encoder = encoder_class(self.r_channels, self.dtype, name=self.architecture)
+    encoder = encoder_class(self.r_channels, self.dtype, self.conv_backend,
+                            name=self.architecture)
     encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
                       poses.reshape(batch * views, poses.shape[-1]))
     encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]
