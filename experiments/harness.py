@@ -141,11 +141,30 @@ def device_peak_mib(device) -> float | None:
   return stats["peak_bytes_in_use"] / 2**20
 
 
+# The CPU features that decide which float32 and bfloat16 kernels XLA and PyTorch can run: on a
+# host without avx512_bf16 / amx_bf16, bfloat16 matmuls are emulated and far slower.
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str) -> str:
+  """'<model name> (<ISA flags of _ISA_FLAGS it has>)' from /proc/cpuinfo's text."""
+  fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
+  fields = {key.strip(): value.strip() for key, value in fields.items()}
+  flags = set(fields.get("flags", "").split())
+  isa = [flag for flag in _ISA_FLAGS if flag in flags]
+  model = fields.get("model name") or platform.machine()
+  return f"{model} ({', '.join(isa) if isa else 'none of ' + ', '.join(_ISA_FLAGS)})"
+
+
 def machine() -> str:
-  """The processor, core count and allocator, for a results table's first line."""
+  """The processor (model and vector ISA), core count and allocator, for a results table's
+  first line: results from hosts of another processor are not comparable."""
   malloc = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "system"
-  return (f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores, "
-          f"{malloc} malloc")
+  try:
+    processor = cpu_description(pathlib.Path("/proc/cpuinfo").read_text())
+  except OSError:  # not Linux
+    processor = platform.processor() or platform.machine()
+  return f"{processor}, {multiprocessing.cpu_count()} cores, {malloc} malloc"
 
 
 # --- flags and results --------------------------------------------------------------------------

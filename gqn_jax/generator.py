@@ -16,6 +16,9 @@ against a literal step-by-step unroll):
   pose or 1x1 r costs k*k small matmuls (``layers.conv2d_of_constant``) instead of a conv.
   The query image's 4x4/4 downsampling and each step's conv of it compose into one conv over
   the image's 48-channel 4x4 blocks (``layers.strided_then_stacked_conv``).
+* Inside the scan, the convolutions are grouped by the input they read rather than by the core
+  they feed (``_step_kernels``): h_g^{l-1}, read by the prior and both cores, is convolved once
+  with their kernels side by side.
 * The canvas u is linear in the h_g of all steps, and everything that reads it is linear too,
   so it is never materialised: the inference core's ``down(u)`` is carried on the grid through
   the composed 1x1 map down o up, and the mean image is ``sum_l obs(up_l(h_g^l))`` evaluated
@@ -191,8 +194,9 @@ class Generator(nn.Module):
       body = jax.checkpoint(body)
     return jax.lax.scan(body, carry, (scanned, noise), unroll=cfg.scan_unroll)
 
-  def _step_kernels(self, params, inference: bool):
-    """Each step's convolution kernels grouped by the input they read: [copies, k, k, C, O].
+  def _step_kernels(self, p, inference: bool):
+    """Convolution kernels grouped by the input they read: [..., k, k, C, O] each, for one step
+    or (leading axis) all of them.
 
     The core kernels are declared by output (one per core, over its concatenated inputs); a
     convolution is linear in its input channels, so it splits into one convolution per input.
@@ -202,10 +206,10 @@ class Generator(nn.Module):
     out.
     """
     hidden, latent = self.config.hidden_channels, self.config.latent_channels
-    gen = params["generation_core"]["state"]   # input channels [h_g, z]
-    inf = params["inference_core"]["state"]    # input channels [h_e, h_g, down(u)]
+    gen = p["gen_state"]   # input channels [h_g, z]
+    inf = p["inf_state"] if inference else None  # input channels [h_e, h_g, down(u)]
     # h_g -> [prior (2Z) | inference gates (4H), with inference | generation gates (4H)]
-    from_h_g = [params["prior"]["kernel"]]
+    from_h_g = [p["prior"]["kernel"]]
     from_h_g += [inf[..., hidden:2 * hidden, :]] if inference else []
     from_h_g += [gen[..., :hidden, :]]
     kernels = {"h_g": jnp.concatenate(from_h_g, axis=-1), "z": gen[..., hidden:hidden + latent, :]}
@@ -214,25 +218,35 @@ class Generator(nn.Module):
                                               axis=-2)
     return kernels
 
-  def _from_h_g(self, h_g, p, choice):
+  def _with_step_kernels(self, per_step, inference: bool):
+    """``per_step`` with every step's regrouped kernels, made once before the scan; with remat
+    they are made inside each (recomputed) step instead, since the copy made before the scan
+    is kept for the backward pass like an activation, and remat is asked for to save memory."""
+    if self.config.remat:
+      return per_step
+    return per_step | {"kernels": self._step_kernels(per_step, inference)}
+
+  def _from_h_g(self, h_g, kernel, prior_bias, choice):
     """The prior's parameters and h_g's share of the inference gates (None in generation) and
     of the generation gates."""
     latent, gates = 2 * self.config.latent_channels, 4 * self.config.hidden_channels
-    out = layers.conv2d(h_g, p["kernels"]["h_g"], choice)
-    prior = out[..., :latent] + p["prior_bias"]
+    out = layers.conv2d(h_g, kernel, choice)
+    prior = out[..., :latent] + prior_bias
     inference = out[..., latent:-gates] if out.shape[-1] > latent + gates else None
     return prior, inference, out[..., -gates:]
 
   def _scan_prior(self, params, gen_fixed, noise, choice):
-    per_step = {"kernels": self._step_kernels(params, inference=False), "gen_fixed": gen_fixed,
-                "prior_bias": params["prior"]["bias"]}
+    per_step = self._with_step_kernels(
+        {"gen_state": params["generation_core"]["state"], "gen_fixed": gen_fixed,
+         "prior": params["prior"]}, inference=False)
 
     def step(carry, p, eps):
       h_g, c_g = carry
-      prior, _, gen_from_h_g = self._from_h_g(h_g, p, choice)
+      kernels = p["kernels"] if "kernels" in p else self._step_kernels(p, inference=False)
+      prior, _, gen_from_h_g = self._from_h_g(h_g, kernels["h_g"], p["prior"]["bias"], choice)
       mean, log_scale = layers.gaussian_params(prior)
       z = mean + jnp.exp(log_scale) * eps
-      gates = gen_from_h_g + layers.conv2d(z, p["kernels"]["z"], choice)
+      gates = gen_from_h_g + layers.conv2d(z, kernels["z"], choice)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       return (h_g, c_g), h_g
 
@@ -242,15 +256,18 @@ class Generator(nn.Module):
 
   def _scan_posterior(self, params, gen_fixed, inf_fixed, noise, choice):
     composed_kernel, composed_bias = self._canvas_down_maps(params)
-    per_step = {"kernels": self._step_kernels(params, inference=True), "gen_fixed": gen_fixed,
-                "inf_fixed": inf_fixed, "prior_bias": params["prior"]["bias"],
-                "posterior": params["posterior"],
-                "canvas_kernel": composed_kernel, "canvas_bias": composed_bias}
+    per_step = self._with_step_kernels(
+        {"gen_state": params["generation_core"]["state"], "gen_fixed": gen_fixed,
+         "inf_state": params["inference_core"]["state"], "inf_fixed": inf_fixed,
+         "prior": params["prior"], "posterior": params["posterior"],
+         "canvas_kernel": composed_kernel, "canvas_bias": composed_bias}, inference=True)
 
     def step(carry, p, eps):
       h_g, c_g, h_e, c_e, canvas_grid = carry
-      prior, inf_from_h_g, gen_from_h_g = self._from_h_g(h_g, p, choice)
-      gates = layers.conv2d(jnp.concatenate([h_e, canvas_grid], -1), p["kernels"]["h_e_canvas"],
+      kernels = p["kernels"] if "kernels" in p else self._step_kernels(p, inference=True)
+      prior, inf_from_h_g, gen_from_h_g = self._from_h_g(h_g, kernels["h_g"], p["prior"]["bias"],
+                                                         choice)
+      gates = layers.conv2d(jnp.concatenate([h_e, canvas_grid], -1), kernels["h_e_canvas"],
                             choice)
       h_e, c_e = layers.lstm_update(gates + inf_from_h_g + p["inf_fixed"], c_e)
       posterior = layers.conv2d(h_e, p["posterior"]["kernel"], choice) + p["posterior"]["bias"]
@@ -258,7 +275,7 @@ class Generator(nn.Module):
       mean_p, log_scale_p = layers.gaussian_params(prior)
       kl = objective.gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p).sum(axis=(1, 2, 3))
       z = mean_q + jnp.exp(log_scale_q) * eps
-      gates = gen_from_h_g + layers.conv2d(z, p["kernels"]["z"], choice)
+      gates = gen_from_h_g + layers.conv2d(z, kernels["z"], choice)
       h_g, c_g = layers.lstm_update(gates + p["gen_fixed"], c_g)
       # down(u) after this step's canvas update, through the composed 1x1 map down o up.
       canvas_grid = (canvas_grid + layers.matmul(h_g, p["canvas_kernel"], choice)

@@ -66,3 +66,12 @@ def test_parser_defaults_output_into_the_results_folder():
   assert parser.parse_args([]).output == harness.RESULTS / "x.json"
   assert parser.description == "First paragraph."
   assert harness.parser("Doc.").parse_args([]).output is None
+
+
+def test_cpu_description_names_the_model_and_the_vector_isa():
+  """The processor model and which of the ISA flags that decide the kernels it has."""
+  cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma\n\n"
+             "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma\n")
+  assert harness.cpu_description(cpuinfo) == "AMD EPYC 7B13 (avx2)"
+  sapphire = "model name : Intel Xeon\nflags : avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+  assert harness.cpu_description(sapphire) == "Intel Xeon (avx2, avx512f, avx512_bf16, amx_bf16)"
