@@ -93,9 +93,9 @@ def flax_conv(choice: KernelChoice):
     if plain and padding == "VALID" and strides == (k_h, k_w):
       height, width = (inputs.shape[1] // k_h) * k_h, (inputs.shape[2] // k_w) * k_w
       blocks = space_to_depth(inputs[:, :height, :width], k_h)
-      return matmul(blocks, kernel.reshape(-1, c_out).astype(inputs.dtype), choice)
+      return matmul(blocks, kernel.reshape(-1, c_out), choice)
     if plain and padding in ("SAME", "VALID") and strides == (1, 1) and k_h == 1:
-      return matmul(inputs, kernel.reshape(-1, c_out).astype(inputs.dtype), choice)
+      return matmul(inputs, kernel.reshape(-1, c_out), choice)
     return lax.conv_general_dilated(inputs, kernel, window_strides, padding, lhs_dilation,
                                     rhs_dilation, dimension_numbers, feature_group_count,
                                     precision=precision, **kwargs)
