@@ -65,6 +65,9 @@ class OptimConfig:
   sigma_initial: float = 2.0        # sigma_i, pixel standard deviation at step 0.
   sigma_final: float = 0.7          # sigma_f
   sigma_anneal_steps: int = 200_000
+  # Step at which the sigma anneal starts (sigma_initial until then). A resumed run can begin a
+  # second anneal this way: sigma_initial set to the value it has reached, begin at its step.
+  sigma_anneal_begin: int = 0
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   adam_eps: float = 1e-8
@@ -157,6 +160,8 @@ def optim_config(section: Mapping[str, Any]) -> OptimConfig:
     value = getattr(cfg, name)
     _require(isinstance(value, int) and value > 0, f"{w}.{name}",
              f"must be a positive integer, got {value!r}")
+  _require(isinstance(cfg.sigma_anneal_begin, int) and cfg.sigma_anneal_begin >= 0,
+           f"{w}.sigma_anneal_begin", f"must be an integer >= 0, got {cfg.sigma_anneal_begin!r}")
   for name in ("adam_b1", "adam_b2"):
     value = getattr(cfg, name)
     _require(0 <= value < 1, f"{w}.{name}", f"must lie in [0, 1); got {value!r}")

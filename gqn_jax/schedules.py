@@ -1,7 +1,8 @@
 """The paper's optimisation recipe as optax objects.
 
 Learning rate:  mu_s    = max(mu_f + (mu_i - mu_f) (1 - s / n_mu), mu_f)
-Pixel sigma:    sigma_s = max(sigma_f + (sigma_i - sigma_f) (1 - s / n_sigma), sigma_f)
+Pixel sigma:    sigma_s = max(sigma_f + (sigma_i - sigma_f) (1 - (s - b) / n_sigma), sigma_f)
+                for s >= b (sigma_i before; b = sigma_anneal_begin, 0 in the paper)
 
 Both are a straight line from the initial to the final value over n steps and constant after,
 which is exactly ``optax.linear_schedule``. Values are computed from the step (no state), so a
@@ -18,7 +19,8 @@ def learning_rate(cfg: OptimConfig) -> optax.Schedule:
 
 
 def pixel_sigma(cfg: OptimConfig) -> optax.Schedule:
-  return optax.linear_schedule(cfg.sigma_initial, cfg.sigma_final, cfg.sigma_anneal_steps)
+  return optax.linear_schedule(cfg.sigma_initial, cfg.sigma_final, cfg.sigma_anneal_steps,
+                               transition_begin=cfg.sigma_anneal_begin)
 
 
 def optimizer(cfg: OptimConfig) -> optax.GradientTransformation:

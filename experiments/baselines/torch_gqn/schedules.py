@@ -21,5 +21,6 @@ def learning_rate(step: int, optim: OptimConfig = OptimConfig()) -> float:
 
 
 def pixel_sigma(step: int, optim: OptimConfig = OptimConfig()) -> float:
-  """sigma_s: 2.0 -> 0.7 over 2e5 steps with the paper's settings."""
-  return _linear_anneal(step, optim.sigma_initial, optim.sigma_final, optim.sigma_anneal_steps)
+  """sigma_s: 2.0 -> 0.7 over 2e5 steps with the paper's settings (from sigma_anneal_begin)."""
+  return _linear_anneal(max(step - optim.sigma_anneal_begin, 0), optim.sigma_initial,
+                        optim.sigma_final, optim.sigma_anneal_steps)
