@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 # Two worker processes (pytest-xdist): both cores busy, and no single process accumulates every
 # test's compiled programs, threads and imported runtimes (TensorFlow, PyTorch, JAX) - a serial
-# run of the whole suite once died with a segmentation fault in CI. PYTEST_FLAGS= runs serially.
-PYTEST_FLAGS ?= -n 2
+# run of the whole suite once died with a segmentation fault in CI. worksteal: a worker that
+# runs out of tests takes queued ones from the other, so the minute-long multi-process tests do
+# not leave one core idle at the end. PYTEST_FLAGS= runs serially.
+PYTEST_FLAGS ?= -n 2 --dist worksteal
 
 .PHONY: setup system-packages test test-fast demo reference bench bench-reference bench-memory bench-activations bench-convs \
 	bench-b36 bench-bf16 bench-gpu bench-generate bench-input summary \

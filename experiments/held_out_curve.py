@@ -72,7 +72,7 @@ def row(step: int, results: dict, seconds) -> str:
   def psnr(r, predictor):
     return r[predictor]["psnr"]["mean"]
   kl_steps = last["gqn"]["kl_per_step"]["mean"]
-  minutes = "-" if seconds is None else f"{seconds / 60:.0f}"
+  minutes = "-" if seconds is None else f"{seconds / 60:.1f}"
   return (f"| {step:,} | {minutes} | {psnr(first, 'gqn'):.2f} | {psnr(last, 'gqn'):.2f} | "
           f"{psnr(first, 'nearest_view'):.2f} / {psnr(last, 'nearest_view'):.2f} | "
           f"{psnr(last, 'mean_image'):.2f} | {last['gqn']['psnr_reconstruction']['mean']:.2f} | "
@@ -83,7 +83,9 @@ def table(workdir: pathlib.Path, scored: dict[int, dict]) -> str:
   times = training_seconds(workdir)
   any_results = next(iter(scored.values()))
   k = any_results["results"][-1]["context_views"]
-  lines = [f"Run {workdir}: {any_results['scenes']} held-out test scenes per step "
+  lines = [f"`python -m experiments.held_out_curve --workdir={workdir} "
+           f"--num_scenes={any_results['scenes']}`", "",
+           f"Run {workdir}: {any_results['scenes']} held-out test scenes per step "
            f"({any_results['samples']} prior samples, sigma {any_results['sigma']}). PSNR in dB "
            f"of the prediction (mean of the prior samples) at 1 and {k} context views.", "",
            f"| step | training min | PSNR M=1 | PSNR M={k} | nearest view 1 / {k} | mean image | "

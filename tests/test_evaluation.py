@@ -283,3 +283,43 @@ def test_cli_names_a_workdir_without_a_checkpoint(tmp_path):
     _cli([f"--workdir={tmp_path / 'missing'}"])
   with pytest.raises(FileNotFoundError, match=f"no checkpoint in workdir {tmp_path}"):
     _cli([f"--workdir={tmp_path}"])
+
+
+def test_held_out_curve_scores_each_step_as_gqn_evaluate_does_and_once(tiny, tmp_path):
+  """experiments/held_out_curve.py: its row for a step holds gqn-evaluate's numbers for that
+  step, its training time integrates the logged rates, and a rerun evaluates nothing again."""
+  from experiments import held_out_curve  # pylint: disable=g-import-not-at-top
+  from gqn_jax import logging_utils  # pylint: disable=g-import-not-at-top
+  config, _, params, _, _ = tiny
+  state = _figures_run.trained_state(0).replace(params=params, step=np.int32(7))
+  workdir = _figures_run.write_run(tmp_path / "run", config, state)
+  writer = logging_utils.SummaryWriter(workdir / "tensorboard")
+  writer.scalars(4, {held_out_curve.RATE_TAG: 2.0})   # 4 steps at 2 steps/s: 2 s
+  writer.scalars(10, {held_out_curve.RATE_TAG: 0.1})  # 6 more at 0.1 steps/s: 60 s more
+  writer.close()
+  steps, seconds = held_out_curve.training_seconds(workdir)
+  np.testing.assert_allclose(seconds, [2.0, 62.0])
+  assert list(steps) == [4, 10]
+
+  output = tmp_path / "curve.md"
+  held_out_curve.main([f"--workdir={workdir}", "--num_scenes=4", f"--output={output}"])
+  scored = workdir / "curve" / "step_7.json"
+  curve = json.loads(scored.read_text())
+  direct, _ = _cli([f"--workdir={workdir}", "--num_scenes=4", "--progress=false",
+                    f"--output={tmp_path / 'direct.json'}"])
+  # The same numbers up to float rounding (the subprocess may compile with other XLA flags).
+  leaves = lambda tree: jax.tree.leaves(json.loads(json.dumps(tree)))
+  assert jax.tree.structure(curve) == jax.tree.structure(json.loads(json.dumps(direct)))
+  for got, want in zip(leaves(curve), leaves(direct)):
+    if isinstance(want, float):
+      assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    else:
+      assert got == want
+  psnr_1 = direct["results"][0]["gqn"]["psnr"]["mean"]
+  # Step 7 lies 3 steps into the second interval: 2 s + 30 s.
+  assert f"| 7 | 0.5 | {psnr_1:.2f} |" in output.read_text()
+  written = scored.stat().st_mtime_ns
+  held_out_curve.main([f"--workdir={workdir}", "--num_scenes=4", f"--output={output}"])
+  assert scored.stat().st_mtime_ns == written
+  with pytest.raises(SystemExit, match="no checkpoint of step"):
+    held_out_curve.main([f"--workdir={workdir}", "--steps", "8"])
