@@ -32,10 +32,11 @@ VARIANTS = {
     "tower_s0.7": ("sigma_final 0.7", {"optim.sigma_final": 0.7}),
     "tower_s0.2": ("sigma_final 0.2", {"optim.sigma_final": 0.2}),
     "tower_s0.1": ("the reference config (sigma_final 0.1)", {}),
-    "tower_s0.2_1200scenes": ("1,200 training scenes", {"data.train_split": "train[:1200]"}),
-    "tower_s0.2_w64": ("64-channel cores and canvas",
+    # The rows below change one thing more of the reference config (sigma_final 0.1).
+    "tower_s0.1_1200scenes": ("1,200 training scenes", {"data.train_split": "train[:1200]"}),
+    "tower_s0.1_w64": ("64-channel cores and canvas",
                        {"model.hidden_channels": 64, "model.canvas_channels": 64}),
-    "tower_s0.2_lr1e-3": ("learning rate 1e-3 -> 1e-4",
+    "tower_s0.1_lr1e-3": ("learning rate 1e-3 -> 1e-4",
                           {"optim.lr_initial": 1e-3, "optim.lr_final": 1e-4}),
 }
 

@@ -1,6 +1,8 @@
 """Shared fixtures: tiny model configs and random inputs."""
 
 import dataclasses
+import os
+import tempfile
 
 from gqn_jax import xla_flags
 
@@ -15,6 +17,22 @@ from gqn_jax.configs import tiny  # noqa: E402  pylint: disable=wrong-import-pos
 # Tiny models compile in seconds and run in milliseconds; compilation dominates the suite, so
 # spend less of it on optimisation passes.
 jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_under_pytests_basetemp(tmp_path_factory):
+  """Temporary files of the tests and their subprocesses go under pytest's own temporary
+  directory (which pytest prunes to the last few runs): Beam's job server leaves a
+  ``beam-temp*`` directory behind in the system's on every pipeline it runs."""
+  directory = tmp_path_factory.mktemp("tmp")
+  saved = os.environ.get("TMPDIR")
+  os.environ["TMPDIR"], tempfile.tempdir = str(directory), None  # None: re-read on next use.
+  yield
+  if saved is None:
+    os.environ.pop("TMPDIR", None)
+  else:
+    os.environ["TMPDIR"] = saved
+  tempfile.tempdir = None
 
 
 def tiny_model_config(**overrides) -> config_lib.ModelConfig:

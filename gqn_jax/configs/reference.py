@@ -50,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
       image_scenes=6, prior_samples=4)
   config.data.update(
       # 20,000 generated scenes, so that the 8k-step run sees each scene about 6 times. At
-      # 1,500 steps 1,200 scenes scored the same (ablation row tower_s0.2_1200scenes): data is
+      # 1,500 steps 1,200 scenes scored the same (ablation row tower_s0.1_1200scenes): data is
       # not what limits a run this short, and the margin is for longer ones.
       dataset="generated_rooms_ring_camera", max_context_views=5,
       data_dir="data/tfds/reference")
