@@ -79,11 +79,12 @@ def row(step: int, results: dict, seconds) -> str:
           f"{last['gqn']['kl_nats']['mean']:.1f} | {min(kl_steps):.2f} |")
 
 
-def table(workdir: pathlib.Path, scored: dict[int, dict]) -> str:
+def table(workdir: pathlib.Path, scored: dict[int, dict], preface: str = "") -> str:
   times = training_seconds(workdir)
   any_results = next(iter(scored.values()))
   k = any_results["results"][-1]["context_views"]
-  lines = [f"`python -m experiments.held_out_curve --workdir={workdir} "
+  lines = [preface, ""] if preface else []
+  lines += [f"`python -m experiments.held_out_curve --workdir={workdir} "
            f"--num_scenes={any_results['scenes']}`", "",
            f"Run {workdir}: {any_results['scenes']} held-out test scenes per step "
            f"({any_results['samples']} prior samples, sigma {any_results['sigma']}). PSNR in dB "
@@ -105,6 +106,8 @@ def main(argv=None) -> None:
   parser.add_argument("--num_scenes", type=int, default=200)
   parser.add_argument("--steps", type=int, nargs="*",
                       help="checkpoint steps to score; default every one the run keeps")
+  parser.add_argument("--preface", default="",
+                      help="markdown put above the table (e.g. how the run was trained)")
   parser.add_argument("--output", type=pathlib.Path,
                       help="markdown file; default <workdir>/curve/curve.md")
   args = parser.parse_args(argv)
@@ -123,7 +126,7 @@ def main(argv=None) -> None:
     print(row(step, scored[step], None), flush=True)
   output = args.output or workdir / "curve" / "curve.md"
   output.parent.mkdir(parents=True, exist_ok=True)
-  output.write_text(table(workdir, scored), encoding="utf-8")
+  output.write_text(table(workdir, scored, args.preface), encoding="utf-8")
   print(f"wrote {output}")
 
 
