@@ -99,23 +99,31 @@ def run_variant(name: str, args, published: dict[str, dict]) -> dict:
   return record
 
 
+# The columns that summarise one gqn-evaluate result (experiments/held_out_curve.py uses them too).
+SUMMARY_HEADER = ("PSNR 1 view | PSNR K views | nearest view 1 / K | mean image | posterior PSNR | "
+                  "KL nats (K) | min KL per step")
+
+
+def summary_cells(evaluation: dict) -> str:
+  """SUMMARY_HEADER's cells for one gqn-evaluate result: the prediction's PSNR at 1 and K views
+  against the baselines, the posterior reconstruction and the KL."""
+  rows = evaluation["results"]
+  first, last = rows[0], rows[-1]
+  mean = lambda row, predictor, metric: row[predictor][metric]["mean"]
+  kl_steps = mean(last, "gqn", "kl_per_step")
+  return (f"{mean(first, 'gqn', 'psnr'):.2f} | {mean(last, 'gqn', 'psnr'):.2f} | "
+          f"{mean(first, 'nearest_view', 'psnr'):.2f} / {mean(last, 'nearest_view', 'psnr'):.2f} | "
+          f"{mean(last, 'mean_image', 'psnr'):.2f} | "
+          f"{mean(last, 'gqn', 'psnr_reconstruction'):.2f} | {mean(last, 'gqn', 'kl_nats'):.1f} | "
+          f"{min(kl_steps):.2f}")
+
+
 def table(records: list[dict]) -> str:
   """Markdown: PSNR of the prediction at 1 and K views against the baselines, KL, recon."""
-  lines = ["| variant | changes | train s | PSNR 1 view | PSNR K views | nearest view 1 / K | "
-           "mean image | posterior PSNR | KL nats (K) | min KL per step |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [f"| variant | changes | train s | {SUMMARY_HEADER} |", "|---" * 10 + "|"]
   for record in records:
-    rows = record["evaluation"]["results"]
-    first, last = rows[0], rows[-1]
-    mean = lambda row, predictor, metric: row[predictor][metric]["mean"]
-    kl_steps = mean(last, "gqn", "kl_per_step")
-    lines.append(
-        f"| {record['variant']} | {record['changes']} | {record['train_wall_seconds']:.0f} | "
-        f"{mean(first, 'gqn', 'psnr'):.2f} | {mean(last, 'gqn', 'psnr'):.2f} | "
-        f"{mean(first, 'nearest_view', 'psnr'):.2f} / {mean(last, 'nearest_view', 'psnr'):.2f} | "
-        f"{mean(last, 'mean_image', 'psnr'):.2f} | "
-        f"{mean(last, 'gqn', 'psnr_reconstruction'):.2f} | {mean(last, 'gqn', 'kl_nats'):.1f} | "
-        f"{min(kl_steps):.2f} |")
+    lines.append(f"| {record['variant']} | {record['changes']} | "
+                 f"{record['train_wall_seconds']:.0f} | {summary_cells(record['evaluation'])} |")
   return "\n".join(lines)
 
 

@@ -20,15 +20,21 @@ import sys
 
 import numpy as np
 
+from experiments import ablation
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RATE_TAG = "perf/steps_per_second"
 
 
 def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
-  directory = workdir / "checkpoints"
-  if not directory.is_dir():
-    raise SystemExit(f"--workdir={workdir}: no checkpoints/ directory")
-  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+  from gqn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  if not (workdir / checkpoints.CHECKPOINT_DIR).is_dir():
+    raise SystemExit(f"--workdir={workdir}: no {checkpoints.CHECKPOINT_DIR}/ directory")
+  checkpointer = checkpoints.Checkpointer(workdir, read_only=True)
+  try:
+    return sorted(checkpointer.all_steps())
+  finally:
+    checkpointer.close()
 
 
 def training_seconds(workdir: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -68,15 +74,8 @@ def score(workdir: pathlib.Path, step: int, num_scenes: int, available: bool) ->
 
 
 def row(step: int, results: dict, seconds) -> str:
-  first, last = results["results"][0], results["results"][-1]
-  def psnr(r, predictor):
-    return r[predictor]["psnr"]["mean"]
-  kl_steps = last["gqn"]["kl_per_step"]["mean"]
   minutes = "-" if seconds is None else f"{seconds / 60:.1f}"
-  return (f"| {step:,} | {minutes} | {psnr(first, 'gqn'):.2f} | {psnr(last, 'gqn'):.2f} | "
-          f"{psnr(first, 'nearest_view'):.2f} / {psnr(last, 'nearest_view'):.2f} | "
-          f"{psnr(last, 'mean_image'):.2f} | {last['gqn']['psnr_reconstruction']['mean']:.2f} | "
-          f"{last['gqn']['kl_nats']['mean']:.1f} | {min(kl_steps):.2f} |")
+  return f"| {step:,} | {minutes} | {ablation.summary_cells(results)} |"
 
 
 def table(workdir: pathlib.Path, scored: dict[int, dict], preface: str = "") -> str:
@@ -88,10 +87,10 @@ def table(workdir: pathlib.Path, scored: dict[int, dict], preface: str = "") -> 
            f"--num_scenes={any_results['scenes']}`", "",
            f"Run {workdir}: {any_results['scenes']} held-out test scenes per step "
            f"({any_results['samples']} prior samples, sigma {any_results['sigma']}). PSNR in dB "
-           f"of the prediction (mean of the prior samples) at 1 and {k} context views.", "",
-           f"| step | training min | PSNR M=1 | PSNR M={k} | nearest view 1 / {k} | mean image | "
-           f"posterior PSNR M={k} | KL nats M={k} | min KL per step |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           f"of the prediction (mean of the prior samples) at 1 and K = {k} context views; "
+           f"posterior PSNR and KL at K views.", "",
+           f"| step | training min | {ablation.SUMMARY_HEADER} |",
+           "|---" * 9 + "|"]
   for step, results in sorted(scored.items()):
     seconds = None
     if times is not None and step <= times[0][-1]:
