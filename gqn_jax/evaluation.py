@@ -5,9 +5,10 @@ For every number of context views M = 1..K, each held-out scene is scored by
 * the model: the negative ELBO (NLL + KL, z from the posterior) in nats per image and bits per
   dimension, and PSNR / SSIM of its predictive mean (the average of ``samples`` prior samples)
   and of single prior samples; the PSNR of the posterior reconstruction; and and, once per scene
-  (it does not depend on M), the PSNR of the same prior draws rendered from no context (r = 0,
+  (they do not depend on M), the PSNR of the same prior draws rendered from no context (r = 0,
   the sum over M = 0 views), which equals the model's own when the prediction ignores the
-  context;
+  context, and rendered from all K views at another viewpoint (the first context view's pose),
+  which equals the model's own at K views when the prediction ignores the query pose;
 * ``nearest_view``: the context view whose pose is closest to the query pose, as the prediction;
 * ``mean_image``: the mean training image, whatever the context.
 
@@ -204,20 +205,30 @@ def _per_scene_metrics(model_cfg: config_lib.ModelConfig, samples: int):
 
 
 @functools.lru_cache(maxsize=8)
-def _no_context_metrics(model_cfg: config_lib.ModelConfig, samples: int):
-  """A jitted function (params, batch, key, offset) -> {'psnr': [B]}: the model's prediction
-  from no context at all (r = 0, the sum over M = 0 views), with the draws of the model's own
-  prediction. It does not depend on M, so it runs once per batch."""
+def _control_metrics(model_cfg: config_lib.ModelConfig, samples: int):
+  """A jitted function (params, batch, key, offset) -> {'no_context': [B], 'other_pose': [B]}:
+  the PSNR against the query image of the model's own prior draws, rendered
+
+  * 'no_context': from no context at all (r = 0, the sum over M = 0 views), at the query pose;
+  * 'other_pose': from all K context views, but at the first context view's pose instead of the
+    query's. A model that uses the viewpoint draws that other view there, and scores lower than
+    at the query pose; a model that ignores the pose scores the same.
+
+  Neither depends on M, so they run once per batch.
+  """
   model = GQN(model_cfg)
 
   def metrics(params, batch, key, offset):
     target, query_pose = batch["query_image"], batch["query_pose"]
-    # Only r's shape is used; XLA drops the encoder pass.
-    r = jnp.zeros_like(model.apply({"params": params}, batch["context_images"],
-                                   batch["context_poses"], method=GQN.represent))
+    r = model.apply({"params": params}, batch["context_images"], batch["context_poses"],
+                    batch["context_mask"], method=GQN.represent)
     noise = _noise(model_cfg, key, target.shape[0], offset)
-    prediction = jnp.mean(_prior_draws(model, params, r, query_pose, noise, samples), axis=0)
-    return {"psnr": psnr(prediction, target)}
+
+    def prediction(r, pose):
+      return jnp.mean(_prior_draws(model, params, r, pose, noise, samples), axis=0)
+
+    return {"no_context": psnr(prediction(jnp.zeros_like(r), query_pose), target),
+            "other_pose": psnr(prediction(r, batch["context_poses"][:, 0]), target)}
 
   return jax.jit(metrics)
 
@@ -241,18 +252,18 @@ def evaluate(model_cfg: config_lib.ModelConfig, params, batches: Iterable[Mappin
 
   Returns:
     A JSON-ready dict (see ``format_table``): per M and predictor, each metric's mean over
-    scenes and its standard error; under ``no_context``, the same for the PSNR of the
-    prediction from r = 0 (one value for every M).
+    scenes and its standard error; under ``no_context`` and ``other_pose``, the same for the
+    PSNR of the two controls of ``_control_metrics`` (one value each for every M).
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   if samples < 1:
     raise ValueError(f"samples must be a positive integer, got {samples}")
   metrics = _per_scene_metrics(model_cfg, samples)
-  no_context_metrics = _no_context_metrics(model_cfg, samples)
+  control_metrics = _control_metrics(model_cfg, samples)
   key = jax.random.key(seed)
   mean_image = jnp.asarray(mean_image, jnp.float32)
   collected = {}  # views -> predictor -> metric -> [per-scene arrays]
-  no_context = []  # [per-scene PSNR arrays]
+  controls = {"no_context": [], "other_pose": []}  # name -> [per-scene PSNR arrays]
   scenes, max_views = 0, None
   with tqdm(total=total_scenes, unit="scene", desc="evaluating", disable=not progress) as bar:
     for batch in batches:
@@ -265,8 +276,8 @@ def evaluate(model_cfg: config_lib.ModelConfig, params, batches: Iterable[Mappin
           for name, value in named.items():
             (collected.setdefault(views, {}).setdefault(predictor, {})
              .setdefault(name, []).append(np.asarray(value, np.float64)))
-      no_context.append(np.asarray(jax.device_get(
-          no_context_metrics(params, batch, key, scenes)["psnr"]), np.float64))
+      for name, value in jax.device_get(control_metrics(params, batch, key, scenes)).items():
+        controls[name].append(np.asarray(value, np.float64))
       scenes += batch["query_image"].shape[0]
       bar.update(batch["query_image"].shape[0])
   if not scenes:
@@ -280,7 +291,7 @@ def evaluate(model_cfg: config_lib.ModelConfig, params, batches: Iterable[Mappin
       "nll_floor_nats": dimensions * objective.nll_floor_per_value(float(sigma)),
       "samples": samples,
       "seed": seed,
-      "no_context": {"psnr": _summary(np.concatenate(no_context))},
+      **{name: {"psnr": _summary(np.concatenate(parts))} for name, parts in controls.items()},
       "results": [
           {"context_views": views,
            **{predictor: {name: _summary(np.concatenate(parts)) for name, parts in named.items()}
@@ -352,8 +363,9 @@ def format_table(results: dict) -> str:
     if per_step:
       lines.append(f"KL per generator step (nats), {row['context_views']} views: "
                    + " ".join(f"{value:.2f}" for value in per_step["mean"]))
-  lines.append(f"No context (r = 0), the same draws: PSNR "
-               f"{results['no_context']['psnr']['mean']:.2f} dB")
+  lines.append(f"Controls, the same draws: no context (r = 0) PSNR "
+               f"{results['no_context']['psnr']['mean']:.2f} dB; all views at the first context "
+               f"view's pose PSNR {results['other_pose']['psnr']['mean']:.2f} dB")
   return "\n".join(lines)
 
 
@@ -361,12 +373,14 @@ def format_markdown(results: dict) -> str:
   """The model card's table: per M, the prediction's PSNR against both baselines, the posterior
   reconstruction, the sample variance and the KL per generator step (markdown)."""
   header = ("| views M | -ELBO nats | PSNR | SSIM | nearest view | mean image | vs nearest | "
-            "vs mean | posterior PSNR | PSNR, no context (r = 0) | sample variance | KL nats | "
-            "KL per generator step |")
+            "vs mean | posterior PSNR | PSNR, no context (r = 0) | PSNR, K views at view 1's "
+            "pose | sample variance | KL nats | KL per generator step |")
   lines = [f"{results['scenes']} held-out scenes, {results['image_size']} px, sigma "
            f"{results['sigma']}; PSNR in dB of the prediction (the mean of {results['samples']} "
            f"prior samples).", "", header, "|" + "---|" * (header.count("|") - 1)]
-  no_context = results["no_context"]["psnr"]["mean"]  # the same for every M.
+  # The controls are the same for every M.
+  no_context, other_pose = (results[name]["psnr"]["mean"]
+                            for name in ("no_context", "other_pose"))
   for row in results["results"]:
     gqn, nearest, mean = row["gqn"], row["nearest_view"], row["mean_image"]
     value = lambda metrics, name: metrics[name]["mean"]
@@ -376,7 +390,7 @@ def format_markdown(results: dict) -> str:
         f"{value(gqn, 'ssim'):.3f}", f"{value(nearest, 'psnr'):.2f}", f"{value(mean, 'psnr'):.2f}",
         f"{psnr - value(nearest, 'psnr'):+.2f}", f"{psnr - value(mean, 'psnr'):+.2f}",
         f"{value(gqn, 'psnr_reconstruction'):.2f}", f"{no_context:.2f}",
-        f"{value(gqn, 'sample_variance'):.4f}",
+        f"{other_pose:.2f}", f"{value(gqn, 'sample_variance'):.4f}",
         f"{value(gqn, 'kl_nats'):.1f}",
         " ".join(f"{kl:.2f}" for kl in gqn["kl_per_step"]["mean"])]
     lines.append("| " + " | ".join(cells) + " |")

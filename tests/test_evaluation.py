@@ -189,9 +189,11 @@ def test_table_has_a_row_per_views_and_predictor(tiny):
   results = _evaluate(tiny)
   table = evaluation.format_table(results)
   rows = [line for line in table.splitlines()[3:]
-          if line.strip() and not line.startswith(("KL", "No context"))]
+          if line.strip() and not line.startswith(("KL", "Controls"))]
   assert len(rows) == len(results["results"]) * len(evaluation.PREDICTORS)
-  assert table.splitlines()[-1].endswith(f"{results['no_context']['psnr']['mean']:.2f} dB")
+  controls = table.splitlines()[-1]
+  assert f"r = 0) PSNR {results['no_context']['psnr']['mean']:.2f} dB" in controls
+  assert controls.endswith(f"pose PSNR {results['other_pose']['psnr']['mean']:.2f} dB")
   kl_lines = [line for line in table.splitlines() if line.startswith("KL per generator step")]
   assert len(kl_lines) == len(results["results"])  # one per number of views, L values each
   assert all(len(line.split(":")[1].split()) == len(results["results"][0]["gqn"]
@@ -216,7 +218,8 @@ def test_markdown_table_restates_the_results(tiny):
                                             abs=0.005)
     assert float(cells[8]) == pytest.approx(gqn["psnr_reconstruction"]["mean"], abs=0.005)
     assert float(cells[9]) == pytest.approx(results["no_context"]["psnr"]["mean"], abs=0.005)
-    assert len(cells[12].split()) == len(gqn["kl_per_step"]["mean"])
+    assert float(cells[10]) == pytest.approx(results["other_pose"]["psnr"]["mean"], abs=0.005)
+    assert len(cells[13].split()) == len(gqn["kl_per_step"]["mean"])
 
 
 def test_no_context_prediction_is_the_prediction_from_r_zero(tiny):
@@ -235,6 +238,30 @@ def test_no_context_prediction_is_the_prediction_from_r_zero(tiny):
     for row in results["results"]:
       own = row["gqn"]["psnr"]["mean"]
       assert (own == pytest.approx(no_context, abs=1e-5)) == same, (own, no_context)
+
+
+def test_other_pose_control_is_the_prediction_at_the_first_context_views_pose(tiny):
+  """results['other_pose'] renders the K-view prediction at context view 1's pose: a model whose
+  generator gets no query-pose weights (zeroed) scores there what it scores at the query pose
+  with K views; the trained model, whose rendering depends on the pose, does not. And with the
+  query placed at view 1's pose the control is the model's own K-view prediction."""
+  config, model_cfg, params, data_dir, mean = tiny
+  batch = next(evaluation.held_out_batches(config, "test", data_dir, num_scenes=2,
+                                           batch_size=2)[0])
+  blind = jax.tree_util.tree_map_with_path(
+      lambda path, x: np.zeros_like(x) if [getattr(k, "key", None) for k in path][:3:2]
+      == ["generator", "pose"] else x, params)
+  for weights, same in ((blind, True), (params, False)):
+    results = evaluation.evaluate(model_cfg, weights, [batch], mean_image=mean, sigma=0.7,
+                                  samples=2, progress=False)
+    own = results["results"][-1]["gqn"]["psnr"]["mean"]
+    other = results["other_pose"]["psnr"]["mean"]
+    assert (own == pytest.approx(other, abs=1e-5)) == same, (own, other)
+  moved = dict(batch, query_pose=batch["context_poses"][:, 0].copy())
+  results = evaluation.evaluate(model_cfg, params, [moved], mean_image=mean, sigma=0.7,
+                                samples=2, progress=False)
+  assert results["other_pose"]["psnr"]["mean"] == pytest.approx(
+      results["results"][-1]["gqn"]["psnr"]["mean"], abs=1e-5)
 
 
 def test_evaluate_refuses_padded_context(tiny):
