@@ -4,7 +4,7 @@ For every number of context views M = 1..K, each held-out scene is scored by
 
 * the model: the negative ELBO (NLL + KL, z from the posterior) in nats per image and bits per
   dimension, and PSNR / SSIM of its predictive mean (the average of ``samples`` prior samples)
-  and of single prior samples; the PSNR of the posterior reconstruction; and and, once per scene
+  and of single prior samples; the PSNR of the posterior reconstruction; and, once per scene
   (they do not depend on M), the PSNR of the same prior draws rendered from no context (r = 0,
   the sum over M = 0 views), which equals the model's own when the prediction ignores the
   context, and rendered from all K views at another viewpoint (the first context view's pose),

@@ -2,9 +2,18 @@
 
 import dataclasses
 import os
+import pathlib
 import tempfile
 
-from gqn_jax import xla_flags
+# Many tests (and the training runs they start as subprocesses, which inherit the environment)
+# compile the same tiny programs again: a train step is a new closure each time it is made, so
+# only a persistent cache, keyed by the program and the compiler's flags, can reuse it. Both
+# xdist workers share it; it lives in pytest's own cache directory (git-ignored, `make clean`
+# removes it with the rest), and JAX_COMPILATION_CACHE_DIR set by the caller wins.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(
+    pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation_cache"))
+
+from gqn_jax import xla_flags  # noqa: E402  pylint: disable=wrong-import-position
 
 xla_flags.keep_remat_barriers()  # as the entry points do, before JAX starts (on the CPU only).
 
