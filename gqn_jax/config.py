@@ -81,6 +81,10 @@ class TrainConfig:
   batch_size: int = 36              # scenes per step, over all devices and processes.
   num_steps: int = 2_000_000        # optimizer steps of the whole run (resumed runs included).
   seed: int = 0                     # initial parameters, latent noise and data order.
+  init_from: str = ""               # a run directory (a training workdir or an exported model)
+                                    # whose latest parameters start this run instead of seed's;
+                                    # the optimizer and the step count start afresh. Used only
+                                    # while the workdir has no checkpoint of its own.
   log_every_steps: int = 100        # mean train metrics to TensorBoard.
   checkpoint_every_steps: int = 1_000
   keep_checkpoints: int = 3         # the last this many checkpoints are kept...

@@ -46,8 +46,11 @@ def init_params(model: GQN, rng: jax.Array):
   return variables["params"]
 
 
-def create_train_state(model: GQN, optim_cfg: OptimConfig, rng: jax.Array) -> TrainState:
-  params = init_params(model, rng)
+def create_train_state(model: GQN, optim_cfg: OptimConfig, rng: jax.Array,
+                       params: Any = None) -> TrainState:
+  """Step 0 with fresh optimizer state, on ``params`` (default: initialised from ``rng``)."""
+  if params is None:
+    params = init_params(model, rng)
   opt_state = schedules.optimizer(optim_cfg).init(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 

@@ -261,8 +261,12 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg,
   state, latest = checkpointer.restore_latest(
       checkpoints.abstract_state(model, optim_cfg, replicated), config, train_iterator)
   if latest is None:
-    state = jax.jit(lambda rng: ts.create_train_state(model, optim_cfg, rng),
-                    out_shardings=replicated)(init_rng)
+    params = None
+    if train_cfg.init_from:
+      params = jax.device_put(
+          checkpoints.params_to_start_from(train_cfg.init_from, model.config), replicated)
+    state = jax.jit(lambda rng, params: ts.create_train_state(model, optim_cfg, rng, params),
+                    out_shardings=replicated)(init_rng, params)
   else:
     logging.info("restored %s/%d", checkpointer.directory, latest)
   checkpoints.write_config(loop.workdir, config)

@@ -4,14 +4,18 @@ import pytest
 
 from gqn_jax import config as config_lib
 from gqn_jax import released_format
-from gqn_jax.configs import demo, paper, reference, reference_shepard_metzler, released, tiny
+from gqn_jax.configs import (demo, paper, reference, reference_continued,
+                             reference_shepard_metzler, released, tiny)
 
 
-@pytest.mark.parametrize("module", [paper, demo, tiny, reference, reference_shepard_metzler])
+@pytest.mark.parametrize("module", [paper, demo, tiny, reference, reference_continued,
+                                    reference_shepard_metzler])
 def test_shipped_configs_are_valid(module):
   cfg = module.get_config()
   config_lib.model_config(cfg.model)
   config_lib.optim_config(cfg.optim)
+  config_lib.train_config(cfg.train)
+  config_lib.data_config(cfg.data)
 
 
 def test_paper_config_matches_spec():

@@ -12,8 +12,11 @@ import jax
 import numpy as np
 import pytest
 
+from gqn_jax import checkpoints
+from gqn_jax import config as config_lib
 from gqn_jax import pretrained
 from gqn_jax.configs import reference
+from gqn_jax.configs import reference_continued
 from gqn_jax.configs import reference_shepard_metzler
 
 PRETRAINED = pathlib.Path(__file__).resolve().parent.parent / "pretrained"
@@ -57,3 +60,12 @@ def test_shipped_model_draws_images(name):
   assert np.all(np.isfinite(samples))
   # Two prior samples are two different draws.
   assert not np.allclose(samples[0], samples[1])
+
+
+def test_the_continued_reference_run_starts_from_the_shipped_model():
+  config = reference_continued.get_config()
+  start = PRETRAINED.parent / config.train.init_from
+  params = checkpoints.params_to_start_from(start, config_lib.model_config(config.model))
+  shipped = pretrained.load(start)
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(shipped.params)):
+    np.testing.assert_array_equal(got, want)

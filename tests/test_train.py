@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing import event_file_loader
@@ -93,6 +94,44 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   assert checkpointer.latest_step() == step - 1
   assert f"last good checkpoint is step {step - 1}" in message
   checkpointer.close()
+
+
+def test_init_from_starts_from_another_runs_parameters_with_a_fresh_optimizer(tmp_path):
+  source = _train_tiny_config.get_config()
+  source.train.update(num_steps=2, checkpoint_every_steps=2)
+  trained = trainer.train_and_evaluate(source, tmp_path / "source",
+                                       data=_train_synthetic.data(source))["state"]
+
+  # With a learning rate of 1e-30 one Adam update moves no parameter visibly, so the run's
+  # parameters after its first step are those it started from.
+  config = _train_tiny_config.get_config()
+  config.optim.update(lr_initial=1e-30, lr_final=1e-30)
+  config.train.update(num_steps=1, checkpoint_every_steps=1, init_from=str(tmp_path / "source"))
+  started = trainer.train_and_evaluate(config, tmp_path / "started",
+                                       data=_train_synthetic.data(config))["state"]
+  for got, want in zip(jax.tree.leaves(started.params), jax.tree.leaves(trained.params)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-20)
+  assert int(started.step) == 1
+  counts = optax.tree_utils.tree_get_all_with_path(started.opt_state, "count")
+  assert counts and all(int(count) == 1 for _, count in counts)  # Adam afresh.
+  config.train.init_from = ""
+  fresh = trainer.train_and_evaluate(config, tmp_path / "fresh",
+                                     data=_train_synthetic.data(config))["state"]
+  assert not np.allclose(jax.tree.leaves(fresh.params)[0], jax.tree.leaves(trained.params)[0])
+
+  # A workdir with a checkpoint of its own resumes it: init_from is not read again.
+  config.train.update(num_steps=2, init_from=str(tmp_path / "nowhere"))
+  resumed = trainer.train_and_evaluate(config, tmp_path / "started",
+                                       data=_train_synthetic.data(config))
+  assert resumed["step"] == 2
+
+  with pytest.raises(FileNotFoundError, match="config.train.init_from=.*nowhere"):
+    trainer.train_and_evaluate(config, tmp_path / "other", data=_train_synthetic.data(config))
+  config.train.init_from = str(tmp_path / "source")
+  config.model.hidden_channels += 8
+  with pytest.raises(checkpoints.IncompatibleCheckpointError,
+                     match="source: the parameters .* config.model.hidden_channels: 8 there"):
+    trainer.train_and_evaluate(config, tmp_path / "other", data=_train_synthetic.data(config))
 
 
 def test_train_config_defaults_and_errors():
