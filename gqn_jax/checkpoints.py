@@ -616,30 +616,24 @@ def _load_step(workdir: epath.Path, checkpointer: Checkpointer, step: int):
   return config, restored.state["params"]
 
 
-def params_to_start_from(path, model_config: config_lib.ModelConfig):
-  """The latest parameters of run directory ``path``, to start a run of ``model_config`` from.
+def params_to_start_from(path, config) -> Any:
+  """The latest parameters of run directory ``path``, to start a run of ``config`` from.
 
   Raises FileNotFoundError / CheckpointNotFoundError when ``path`` holds no model, and
-  IncompatibleCheckpointError naming each model field in which its config differs.
+  IncompatibleCheckpointError naming each architecture field in which the two configs differ.
   """
   where = f"config.train.init_from={path}"
   if not epath.Path(path).is_dir():
     raise FileNotFoundError(f"{where}: no such directory (a run directory holding "
                             f"{CHECKPOINT_DIR}/)")
   loaded = load(path)
-  # Fields such as dtype, remat or the conv backend leave the parameters as they are; any
-  # difference in the parameters' shapes is reported with every field that differs.
-  wanted = jax.eval_shape(lambda: train_step.init_params(GQN(model_config), jax.random.key(0)))
-  shapes = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
-  if shapes(wanted) != shapes(loaded.params):
-    differences = [
-        f"config.model.{field.name}: {getattr(loaded.model_config, field.name)!r} there, "
-        f"{getattr(model_config, field.name)!r} here"
-        for field in dataclasses.fields(model_config)
-        if getattr(loaded.model_config, field.name) != getattr(model_config, field.name)]
+  mismatches = [line for line in config_mismatches(config_to_dict(loaded.config),
+                                                   config_to_dict(config))
+                if line.startswith("config.model.")]  # the optimizer starts afresh.
+  if mismatches:
     raise IncompatibleCheckpointError(
-        f"{where}: the parameters of its step {loaded.step} do not fit this run's model; "
-        + "; ".join(differences))
+        f"{where}: its step {loaded.step} is another model than this run's:\n  "
+        + "\n  ".join(mismatches))
   logging.info("starting from the parameters of %s, step %d", path, loaded.step)
   return loaded.params
 

@@ -264,7 +264,7 @@ def _run(loop: _Loop, checkpointer: checkpoints.Checkpointer, optim_cfg,
     params = None
     if train_cfg.init_from:
       params = jax.device_put(
-          checkpoints.params_to_start_from(train_cfg.init_from, model.config), replicated)
+          checkpoints.params_to_start_from(train_cfg.init_from, config), replicated)
     state = jax.jit(lambda rng, params: ts.create_train_state(model, optim_cfg, rng, params),
                     out_shardings=replicated)(init_rng, params)
   else:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from gqn_jax import checkpoints
-from gqn_jax import config as config_lib
 from gqn_jax import pretrained
 from gqn_jax.configs import reference
 from gqn_jax.configs import reference_continued
@@ -65,7 +64,7 @@ def test_shipped_model_draws_images(name):
 def test_the_continued_reference_run_starts_from_the_shipped_model():
   config = reference_continued.get_config()
   start = PRETRAINED.parent / config.train.init_from
-  params = checkpoints.params_to_start_from(start, config_lib.model_config(config.model))
+  params = checkpoints.params_to_start_from(start, config)
   shipped = pretrained.load(start)
   for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(shipped.params)):
     np.testing.assert_array_equal(got, want)

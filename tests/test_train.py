@@ -130,7 +130,8 @@ def test_init_from_starts_from_another_runs_parameters_with_a_fresh_optimizer(tm
   config.train.init_from = str(tmp_path / "source")
   config.model.hidden_channels += 8
   with pytest.raises(checkpoints.IncompatibleCheckpointError,
-                     match="source: the parameters .* config.model.hidden_channels: 8 there"):
+                     match="source: its step 2 is another model(.|\n)*"
+                           "config.model.hidden_channels: checkpoint 8, this run 16"):
     trainer.train_and_evaluate(config, tmp_path / "other", data=_train_synthetic.data(config))
 
 
