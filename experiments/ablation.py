@@ -100,18 +100,21 @@ def run_variant(name: str, args, published: dict[str, dict]) -> dict:
 
 
 # The columns that summarise one gqn-evaluate result (experiments/held_out_curve.py uses them too).
-SUMMARY_HEADER = ("PSNR 1 view | PSNR K views | nearest view 1 / K | mean image | posterior PSNR | "
-                  "KL nats (K) | min KL per step")
+SUMMARY_HEADER = ("PSNR 1 view | PSNR K views | K views at view 1's pose | nearest view 1 / K | "
+                  "mean image | posterior PSNR | KL nats (K) | min KL per step")
 
 
 def summary_cells(evaluation: dict) -> str:
-  """SUMMARY_HEADER's cells for one gqn-evaluate result: the prediction's PSNR at 1 and K views
-  against the baselines, the posterior reconstruction and the KL."""
+  """SUMMARY_HEADER's cells for one gqn-evaluate result: the prediction's PSNR at 1 and K views,
+  at K views rendered at another pose, the baselines, the posterior reconstruction and the KL."""
   rows = evaluation["results"]
   first, last = rows[0], rows[-1]
   mean = lambda row, predictor, metric: row[predictor][metric]["mean"]
   kl_steps = mean(last, "gqn", "kl_per_step")
-  return (f"{mean(first, 'gqn', 'psnr'):.2f} | {mean(last, 'gqn', 'psnr'):.2f} | "
+  # The pose control (docs/evaluation.md): "-" in results written before gqn-evaluate had it.
+  other_pose = evaluation.get("other_pose")
+  other_pose = "-" if other_pose is None else f"{other_pose['psnr']['mean']:.2f}"
+  return (f"{mean(first, 'gqn', 'psnr'):.2f} | {mean(last, 'gqn', 'psnr'):.2f} | {other_pose} | "
           f"{mean(first, 'nearest_view', 'psnr'):.2f} / {mean(last, 'nearest_view', 'psnr'):.2f} | "
           f"{mean(last, 'mean_image', 'psnr'):.2f} | "
           f"{mean(last, 'gqn', 'psnr_reconstruction'):.2f} | {mean(last, 'gqn', 'kl_nats'):.1f} | "
@@ -120,7 +123,7 @@ def summary_cells(evaluation: dict) -> str:
 
 def table(records: list[dict]) -> str:
   """Markdown: PSNR of the prediction at 1 and K views against the baselines, KL, recon."""
-  lines = [f"| variant | changes | train s | {SUMMARY_HEADER} |", "|---" * 10 + "|"]
+  lines = [f"| variant | changes | train s | {SUMMARY_HEADER} |", "|---" * 11 + "|"]
   for record in records:
     lines.append(f"| {record['variant']} | {record['changes']} | "
                  f"{record['train_wall_seconds']:.0f} | {summary_cells(record['evaluation'])} |")

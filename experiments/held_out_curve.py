@@ -87,10 +87,10 @@ def table(workdir: pathlib.Path, scored: dict[int, dict], preface: str = "") -> 
            f"--num_scenes={any_results['scenes']}`", "",
            f"Run {workdir}: {any_results['scenes']} held-out test scenes per step "
            f"({any_results['samples']} prior samples, sigma {any_results['sigma']}). PSNR in dB "
-           f"of the prediction (mean of the prior samples) at 1 and K = {k} context views; "
-           f"posterior PSNR and KL at K views.", "",
-           f"| step | training min | {ablation.SUMMARY_HEADER} |",
-           "|---" * 9 + "|"]
+           f"of the prediction (mean of the prior samples) at 1 and K = {k} context views, and "
+           f"at K views rendered at the first context view's pose instead of the query's (a "
+           f"model that ignores the pose scores the same); posterior PSNR and KL at K views.",
+           "", f"| step | training min | {ablation.SUMMARY_HEADER} |", "|---" * 10 + "|"]
   for step, results in sorted(scored.items()):
     seconds = None
     if times is not None and step <= times[0][-1]:

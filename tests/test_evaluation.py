@@ -346,9 +346,10 @@ def test_held_out_curve_scores_each_step_as_gqn_evaluate_does_and_once(tiny, tmp
       assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
     else:
       assert got == want
-  psnr_1 = direct["results"][0]["gqn"]["psnr"]["mean"]
+  psnr_1, psnr_k = (direct["results"][i]["gqn"]["psnr"]["mean"] for i in (0, -1))
+  other_pose = direct["other_pose"]["psnr"]["mean"]
   # Step 7 lies 3 steps into the second interval: 2 s + 30 s.
-  assert f"| 7 | 0.5 | {psnr_1:.2f} |" in output.read_text()
+  assert f"| 7 | 0.5 | {psnr_1:.2f} | {psnr_k:.2f} | {other_pose:.2f} |" in output.read_text()
   written = scored.stat().st_mtime_ns
   held_out_curve.main([f"--workdir={workdir}", "--num_scenes=4", f"--output={output}"])
   assert scored.stat().st_mtime_ns == written
