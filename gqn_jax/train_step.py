@@ -14,6 +14,7 @@ draws exactly the same noise, and so does a run whose batch is split over a diff
 devices (each device draws the noise of its own slice of the global batch).
 """
 
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -37,6 +38,9 @@ class TrainState:
   opt_state: Any
 
 
+# Initialisation is jitted (and inlined where a caller jits too): run op by op, it compiles
+# each of its many small ops separately, which takes far longer than compiling it once.
+@functools.partial(jax.jit, static_argnums=0)
 def init_params(model: GQN, rng: jax.Array):
   """Parameters of ``model``; they do not depend on batch size or the number of views."""
   batch = dummy_batch(model.config)
@@ -46,6 +50,7 @@ def init_params(model: GQN, rng: jax.Array):
   return variables["params"]
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def create_train_state(model: GQN, optim_cfg: OptimConfig, rng: jax.Array,
                        params: Any = None) -> TrainState:
   """Step 0 with fresh optimizer state, on ``params`` (default: initialised from ``rng``)."""
