@@ -557,6 +557,14 @@ def load_for_inference(workdir, step: int | None = None
 
 
 def _load(workdir, step: int | None):
+  # The parameters go to this process's first device whatever mesh the caller has set: a run
+  # that starts from another run's parameters (train.init_from) loads them under its own mesh,
+  # where the checksums' jit would otherwise refuse one-device arrays.
+  with jax.set_mesh(jax.make_mesh((1,), ("load",), devices=jax.local_devices()[:1])):
+    return _load_on_first_device(workdir, step)
+
+
+def _load_on_first_device(workdir, step: int | None):
   workdir = _absolute(workdir)
   directory = workdir / CHECKPOINT_DIR
   if not directory.exists():

@@ -4,7 +4,7 @@ Run with 8 simulated CPU devices (XLA_FLAGS, set by the caller before JAX starts
 steps on the same global batches with the train step program (train_step.make_train_step) on
 a one-device mesh and on a mesh of all 8 devices, prints the largest differences as JSON, and
 saves the 8-device state (a checkpoint and a .npz of its parameters) in argv[1] for the test
-that restores it onto one device.
+that restores it onto one device, and reads that checkpoint back under the 8-device mesh.
 """
 
 import json
@@ -68,6 +68,10 @@ def main(workdir: pathlib.Path):
   checkpointer.save(STEPS, state, config)
   checkpointer.wait_until_finished()
   checkpointer.close()
+  # Loading a run for inference under an 8-device mesh, as training with train.init_from does.
+  with jax.set_mesh(mesh):
+    started = checkpoints.params_to_start_from(workdir, config)
+  report["init_from_max_abs_diff"] = max_difference(started, state.params)
   np.savez(workdir / "params.npz", **{jax.tree_util.keystr(path): np.asarray(x) for path, x in
                                       jax.tree_util.tree_flatten_with_path(state.params)[0]})
   print("RESULT " + json.dumps(report))

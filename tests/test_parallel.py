@@ -64,6 +64,8 @@ def test_eight_device_step_equals_one_device_step(eight_device_run):
   assert report["opt_state_max_abs_diff"] < 1e-5
   learning_rate = tiny.get_config().optim.lr_initial
   assert report["param_max_abs_diff"] < 0.05 * learning_rate, report
+  # train.init_from reads another run's parameters under the run's own 8-device mesh.
+  assert report["init_from_max_abs_diff"] == 0.0
 
 
 @pytest.mark.slow  # its fixture runs the 8-device subprocess.
