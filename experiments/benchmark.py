@@ -30,6 +30,7 @@ which.
 
 import dataclasses
 import json
+import os
 import statistics
 import time
 
@@ -58,6 +59,7 @@ class Case:
   flops: bool = True          # also compile the unrolled step for its FLOP count.
   compile_only: bool = False  # measure compile time only (no steps).
   device: str = "cpu"         # "gpu": both implementations must run on a GPU, or fail saying so.
+  ynn_convolutions: bool = False  # gqn_jax without xla_flags.CONV_FLAG: YNNPACK's convolutions.
 
 
 SUITES = {
@@ -96,6 +98,9 @@ SUITES = {
     # batch, against the PyTorch baseline, and the step's speed options.
     "reference": [
         Case("reference", _reference_model(), batch=16),
+        # XLA's default CPU convolutions (YNNPACK), which the entry points switch off.
+        Case("reference-ynn-convs", _reference_model(), batch=16, impls=("gqn_jax",),
+             flops=False, ynn_convolutions=True),
         Case("reference-explicit-vjp", {**_reference_model(), "conv_backend": "explicit_vjp"},
              batch=16, impls=("gqn_jax",), flops=False),
         Case("reference-unroll-2", {**_reference_model(), "scan_unroll": 2}, batch=16,
@@ -127,6 +132,10 @@ def require_jax_gpu():
 
 def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   """Compiles and times gqn_jax's jitted train step (meant for a process of its own)."""
+  if case.ynn_convolutions:  # before JAX starts its backend, which reads XLA_FLAGS once
+    from gqn_jax import xla_flags  # pylint: disable=g-import-not-at-top
+    os.environ["XLA_FLAGS"] = " ".join(
+        f for f in os.environ.get("XLA_FLAGS", "").split() if f != xla_flags.CONV_FLAG)
   import jax  # pylint: disable=g-import-not-at-top
   if case.device == "gpu":
     require_jax_gpu()
@@ -285,6 +294,10 @@ def _ratios(records):
   if xla and ours and xla.get("step_s") and ours.get("step_s"):
     out.append(f"L=2 step with XLA's own conv gradients in the scan / with the default (auto) = "
                f"{xla['step_s'] / ours['step_s']:.1f}")
+  ynn, ours = by.get(("reference-ynn-convs", "gqn_jax")), by.get(("reference", "gqn_jax"))
+  if ynn and ours and ynn.get("step_s") and ours.get("step_s"):
+    out.append(f"reference step with YNNPACK's convolutions (XLA's default) / with Eigen's "
+               f"(xla_flags.CONV_FLAG) = {ynn['step_s'] / ours['step_s']:.2f}")
   return out
 
 

@@ -35,7 +35,7 @@ def prepare_process() -> None:
   from gqn_jax import allocator  # pylint: disable=g-import-not-at-top
   from gqn_jax import xla_flags  # pylint: disable=g-import-not-at-top
   allocator.use_tcmalloc()
-  xla_flags.keep_remat_barriers()
+  xla_flags.set_cpu_flags()
 
 
 # --- isolation ----------------------------------------------------------------------------------

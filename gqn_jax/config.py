@@ -46,7 +46,7 @@ class ModelConfig:
   remat: bool = False               # recompute, in the backward pass, each generator step and
                                     # the representation network (the pre-scan patch matrices
                                     # are rebuilt either way); on the CPU it saves memory only
-                                    # with xla_flags.keep_remat_barriers() called before JAX
+                                    # with xla_flags.set_cpu_flags() called before JAX
                                     # starts, as the entry points do (gqn_jax/xla_flags.py).
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.
 

@@ -83,9 +83,9 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-train``)."""
-  # CPU-only hosts, before JAX starts: tcmalloc and remat's barriers (both say why).
+  # CPU-only hosts, before JAX starts: tcmalloc and XLA's CPU flags (both modules say why).
   allocator.use_tcmalloc()
-  xla_flags.keep_remat_barriers()
+  xla_flags.set_cpu_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 

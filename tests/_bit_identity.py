@@ -9,7 +9,7 @@ train and eval means, and a digest of the last picture. Run it before and after 
 compare the two files: equal digests mean equal bits. Not a test (nothing is hard-coded): the
 reference is whatever the code before the change produced.
 
-XLA_FLAGS get the CPU remat flag the command-line entry points set (gqn_jax/xla_flags.py), so
+XLA_FLAGS get the CPU flags the command-line entry points set (gqn_jax/xla_flags.py), so
 both runs compile as ``gqn-train`` does, whichever module sets it.
 """
 

@@ -66,7 +66,7 @@ def subprocess_env(devices: int = 1, cache_dir=None) -> dict:
            if not f.startswith("--xla_force_host_platform_device_count")]
   if devices > 1:
     flags.append(f"--xla_force_host_platform_device_count={devices}")
-  env["XLA_FLAGS"] = xla_flags.with_barriers_kept(" ".join(flags))
+  env["XLA_FLAGS"] = xla_flags.with_cpu_flags(" ".join(flags), xla_flags.installed_jaxlib())
   if cache_dir is not None:
     env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

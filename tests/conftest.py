@@ -15,7 +15,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(
 
 from gqn_jax import xla_flags  # noqa: E402  pylint: disable=wrong-import-position
 
-xla_flags.keep_remat_barriers()  # as the entry points do, before JAX starts (on the CPU only).
+xla_flags.set_cpu_flags()  # as the entry points do, before JAX starts (on the CPU only).
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
