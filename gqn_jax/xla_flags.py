@@ -1,4 +1,4 @@
-"""The XLA flags gqn_jax's entry points set on CPU-only hosts: remat's barriers, Eigen convolutions.
+"""XLA flags the entry points set on CPU-only hosts: remat's barriers, Eigen convolutions.
 
 1. Remat. ``jax.checkpoint`` stops XLA from merging the backward pass's recomputation with the
 forward pass (which would keep the forward's values alive after all) by wrapping the saved
@@ -10,13 +10,13 @@ be merged. Disabling that one pass keeps the barriers; it is appended to a pass 
 already gives (``--xla_disable_hlo_passes=a,b``).
 
 2. Convolutions. jaxlib 0.10's CPU backend hands each convolution to YNNPACK, which runs the
-representation network's 3x3 convolutions and their gradients at about half the speed of XLA's
-own (Eigen) convolutions on x86 (``experiments/benchmark.py --suite=reference``, its
-``reference-ynn-convs`` row). ``CONV_FLAG`` takes convolutions off YNNPACK's list and leaves its
-matmuls, which are fast, on it. The flag's value must be one the installed XLA knows (an
-unknown one aborts the process), so it is only added for the jaxlib versions in
-``CONV_FLAG_JAXLIBS``, and never over a ``--xla_cpu_experimental_ynn_fusion_type`` the user
-gives.
+representation network's 3x3 convolutions and their gradients more slowly than XLA's own
+(Eigen) convolutions on x86 (``experiments/benchmark.py --suite=reference``: its
+``reference-ynn-convs`` row is the reference step without this flag). ``CONV_FLAG`` takes
+convolutions off YNNPACK's list and leaves its matmuls, which are fast, on it. The flag's
+value must be one the installed XLA knows (an unknown one aborts the process), so it is only
+added for the jaxlib versions in ``CONV_FLAG_JAXLIBS``, and never over a
+``--xla_cpu_experimental_ynn_fusion_type`` the user gives.
 
 The GPU and TPU pipelines run the barrier pass only at their end, after every CSE, and have no
 YNNPACK, so both flags are set only where JAX can run on nothing but the CPU
@@ -59,7 +59,7 @@ def with_eigen_convolutions(xla_flags: str, jaxlib_version: str | None) -> str:
 
 
 def with_cpu_flags(xla_flags: str, jaxlib_version: str | None) -> str:
-  """``xla_flags`` with both CPU flags added (``with_barriers_kept``, ``with_eigen_convolutions``)."""
+  """``xla_flags`` with both CPU flags (``with_barriers_kept``, ``with_eigen_convolutions``)."""
   return with_eigen_convolutions(with_barriers_kept(xla_flags), jaxlib_version)
 
 
