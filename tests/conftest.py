@@ -1,9 +1,14 @@
-"""Shared fixtures: tiny model configs and random inputs."""
+"""Shared fixtures: tiny model configs, random inputs, and a fresh interpreter with its own XLA
+flags."""
 
 import dataclasses
+import json
 import os
 import pathlib
+import subprocess
+import sys
 import tempfile
+import textwrap
 
 # Many tests (and the training runs they start as subprocesses, which inherit the environment)
 # compile the same tiny programs again: a train step is a new closure each time it is made, so
@@ -67,3 +72,14 @@ def random_batch(model_cfg, key, batch_size=2, views=3):
 @pytest.fixture
 def key():
   return jax.random.key(0)
+
+
+def run_python_json(code: str, env_xla_flags: str = "") -> dict:
+  """Runs ``code`` in a fresh interpreter (its own XLA flags, full optimisation); its last
+  stdout line is JSON."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["XLA_FLAGS"] = env_xla_flags
+  env["JAX_PLATFORMS"] = "cpu"  # the CPU pipeline is the subject, on any machine
+  out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=True,
+                       capture_output=True, text=True, timeout=600).stdout
+  return json.loads(out.strip().splitlines()[-1])
