@@ -38,6 +38,10 @@ VARIANTS = {
                        {"model.hidden_channels": 64, "model.canvas_channels": 64}),
     "tower_s0.1_lr1e-3": ("learning rate 1e-3 -> 1e-4",
                           {"optim.lr_initial": 1e-3, "optim.lr_final": 1e-4}),
+    "tower_s0.1_rays": ("each cell sees its viewing ray (model.pose_rays)",
+                        {"model.pose_rays": True}),
+    "pool_s0.1_rays": ("pool r, each cell sees its viewing ray",
+                       {"model.representation": "pool", "model.pose_rays": True}),
 }
 
 

@@ -40,6 +40,10 @@ class ModelConfig:
   kernel_size: int = 5              # core and head convolution kernels.
   share_cores: bool = False         # one set of core weights for all L steps.
   pose_order: poses.PoseOrder = "sin_cos"
+  pose_rays: bool = False           # each cell where the pose joins (the representation
+                                    # network's grid, both cores' grid) also sees its viewing
+                                    # ray (poses.ray_map): not in the paper, whose pose is only
+                                    # broadcast.
   conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # layers.choose;
                                     # the generator's and the representation's convolutions.
   scan_unroll: int = 1              # generator steps per scan iteration.

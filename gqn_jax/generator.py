@@ -38,8 +38,9 @@ import jax.numpy as jnp
 
 from gqn_jax import layers
 from gqn_jax import objective
+from gqn_jax import poses
 from gqn_jax.config import ModelConfig
-from gqn_jax.poses import POSE_DIM
+from gqn_jax.poses import POSE_DIM, RAY_DIM
 
 UPSAMPLE = 4  # canvas pixels per grid cell, per side.
 
@@ -93,14 +94,16 @@ class Generator(nn.Module):
       return StepKernels(tuple(inputs), out_channels, count, kernel_size, name=name)()
 
     # Input groups: 'state' holds the inputs that change every step, concatenated in this order.
+    rays = [("rays", RAY_DIM)] if cfg.pose_rays else []
     p = {
         "generation_core": kernels(
             "generation_core",
-            [("state", hidden + latent), ("pose", POSE_DIM), ("r", r_channels)],  # [h_g, z]
-            4 * hidden),
+            [("state", hidden + latent), ("pose", POSE_DIM), *rays, ("r", r_channels)],
+            4 * hidden),  # state = [h_g, z]
         "inference_core": kernels(
             "inference_core",
-            [("state", 3 * hidden), ("image", hidden), ("pose", POSE_DIM), ("r", r_channels)],
+            [("state", 3 * hidden), ("image", hidden), ("pose", POSE_DIM), *rays,
+             ("r", r_channels)],
             4 * hidden),  # state = [h_e, h_g, down(u)]
         "prior": kernels("prior", [("kernel", hidden)], 2 * latent),
         "posterior": kernels("posterior", [("kernel", hidden)], 2 * latent),
@@ -158,6 +161,9 @@ class Generator(nn.Module):
   def _fixed_gates(self, core, pose, r, grid, choice):
     """Gates from the inputs that are the same at every step: [copies, B, G, G, 4H]."""
     gates = layers.conv2d_of_constant(pose, core["pose"], grid)
+    if "rays" in core:  # the query camera's ray through each cell (config.pose_rays).
+      rays = poses.ray_map(pose, grid, self.config.pose_order)
+      gates += _stacked_conv(rays, core["rays"], choice)
     if r.shape[1] == 1:  # pyramid / pool: r is a 1x1 map, broadcast over the grid.
       gates += layers.conv2d_of_constant(r[:, 0, 0, :], core["r"], grid)
     else:

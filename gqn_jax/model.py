@@ -71,7 +71,8 @@ class GQN(nn.Module):
   def setup(self):
     self.representation = Representation(self.config.representation, self.config.r_channels,
                                          self.config.remat, jnp.dtype(self.config.dtype),
-                                         self.config.conv_backend)
+                                         self.config.conv_backend, self.config.pose_rays,
+                                         self.config.pose_order)
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):

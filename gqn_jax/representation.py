@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from gqn_jax import layers
+from gqn_jax import poses
 
 
 def _conv(dtype, conv_backend: str):
@@ -25,9 +26,13 @@ def _conv(dtype, conv_backend: str):
   return functools.partial(nn.Conv, dtype=dtype, conv_general_dilated=layers.flax_conv(choice))
 
 
-def _broadcast_pose(pose, height, width):
-  """[N, 7] -> [N, height, width, 7]."""
-  return jnp.broadcast_to(pose[:, None, None, :], (pose.shape[0], height, width, pose.shape[-1]))
+def _pose_map(pose, size, rays: bool, order: poses.PoseOrder):
+  """[N, 7] -> [N, size, size, 7] broadcast, with each cell's viewing ray after it if ``rays``
+  ([N, size, size, 13])."""
+  broadcast = jnp.broadcast_to(pose[:, None, None, :], (pose.shape[0], size, size, pose.shape[-1]))
+  if not rays:
+    return broadcast
+  return jnp.concatenate([broadcast, poses.ray_map(pose, size, order)], axis=-1)
 
 
 class Pyramid(nn.Module):
@@ -35,11 +40,14 @@ class Pyramid(nn.Module):
   r_channels: int = 256
   dtype: Any = jnp.float32
   conv_backend: str = "auto"
+  pose_rays: bool = False
+  pose_order: poses.PoseOrder = "sin_cos"
 
   @nn.compact
   def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, 1, 1, R]
     conv = _conv(self.dtype, self.conv_backend)
-    x = jnp.concatenate([image, _broadcast_pose(pose, *image.shape[1:3])], axis=-1)
+    pose = _pose_map(pose, image.shape[1], self.pose_rays, self.pose_order)
+    x = jnp.concatenate([image, pose.astype(image.dtype)], axis=-1)
     for fraction in (8, 4, 2):
       x = nn.relu(conv(self.r_channels // fraction, (2, 2), strides=2, padding="VALID")(x))
     # The last conv covers whatever is left (8x8 for 64 px images), giving 1x1.
@@ -52,6 +60,8 @@ class Tower(nn.Module):
   r_channels: int = 256
   dtype: Any = jnp.float32
   conv_backend: str = "auto"
+  pose_rays: bool = False
+  pose_order: poses.PoseOrder = "sin_cos"
 
   @nn.compact
   def __call__(self, image, pose):  # image [N, H, W, 3], pose [N, 7] -> [N, H/4, W/4, R]
@@ -63,8 +73,8 @@ class Tower(nn.Module):
     x = nn.relu(conv(narrow, (3, 3), padding="SAME")(skip_in))
     x = nn.relu(down(wide)(x)) + skip_out
 
-    pose = _broadcast_pose(pose.astype(x.dtype), *x.shape[1:3])
-    skip_in = jnp.concatenate([x, pose], axis=-1)  # [.., R + 7]
+    pose = _pose_map(pose, x.shape[1], self.pose_rays, self.pose_order)
+    skip_in = jnp.concatenate([x, pose.astype(x.dtype)], axis=-1)  # [.., R + 7 (+ 6)]
     skip_out = nn.relu(conv(wide, (3, 3), padding="SAME")(skip_in))
     x = nn.relu(conv(narrow, (3, 3), padding="SAME")(skip_in))
     x = nn.relu(conv(wide, (3, 3), padding="SAME")(x)) + skip_out
@@ -76,10 +86,13 @@ class Pool(nn.Module):
   r_channels: int = 256
   dtype: Any = jnp.float32
   conv_backend: str = "auto"
+  pose_rays: bool = False
+  pose_order: poses.PoseOrder = "sin_cos"
 
   @nn.compact
   def __call__(self, image, pose):  # -> [N, 1, 1, R]
-    tower = Tower(self.r_channels, self.dtype, self.conv_backend)
+    tower = Tower(self.r_channels, self.dtype, self.conv_backend, self.pose_rays,
+                  self.pose_order)
     return jnp.mean(tower(image, pose), axis=(1, 2), keepdims=True)
 
 
@@ -98,18 +111,20 @@ class Representation(nn.Module):
   remat: bool = False
   dtype: Any = jnp.float32
   conv_backend: str = "auto"
+  pose_rays: bool = False
+  pose_order: poses.PoseOrder = "sin_cos"
 
   @nn.compact
-  def __call__(self, images, poses, mask=None):
-    """images [B, M, H, W, 3], poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]."""
+  def __call__(self, images, context_poses, mask=None):
+    """images [B, M, H, W, 3], context_poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]."""
     batch, views = images.shape[:2]
     encoder_class = ENCODERS[self.architecture]
     if self.remat:
       encoder_class = nn.remat(encoder_class)
-    encoder = encoder_class(self.r_channels, self.dtype, self.conv_backend,
-                            name=self.architecture)
+    encoder = encoder_class(self.r_channels, self.dtype, self.conv_backend, self.pose_rays,
+                            self.pose_order, name=self.architecture)
     encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
-                      poses.reshape(batch * views, poses.shape[-1]))
+                      context_poses.reshape(batch * views, context_poses.shape[-1]))
     encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]
     if mask is not None:
       encoded = jnp.where(mask[:, :, None, None, None], encoded, 0.0)

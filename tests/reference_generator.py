@@ -11,6 +11,7 @@ from jax import lax
 
 from gqn_jax import layers
 from gqn_jax import objective
+from gqn_jax import poses
 
 
 _PLAIN = layers.KernelChoice("xla", False)  # XLA's own ops: the reference uses no kernel of ours.
@@ -39,6 +40,10 @@ def generate(params, config, r, query_pose, target, noise):
   pick = (lambda tree, l: jax.tree.map(lambda x: x[0], tree)) if config.share_cores else (
       lambda tree, l: jax.tree.map(lambda x: x[l], tree))
   v, r_grid = _broadcast(query_pose, grid), _broadcast(r, grid)
+  pose_inputs = ["pose"]
+  if config.pose_rays:  # each cell's viewing ray joins the broadcast pose.
+    v = jnp.concatenate([v, poses.ray_map(query_pose, grid, config.pose_order)], axis=-1)
+    pose_inputs = ["pose", "rays"]
   zeros = jnp.zeros((batch, grid, grid, hidden))
   h_g = c_g = h_e = c_e = zeros
   canvas = jnp.zeros((batch, 4 * grid, 4 * grid, config.canvas_channels))
@@ -60,14 +65,14 @@ def generate(params, config, r, query_pose, target, noise):
       u_grid = layers.space_to_depth_conv(canvas, down_u["kernel"][0], down_u["bias"][0],
                                            _PLAIN)
       inputs = jnp.concatenate([h_e, h_g, u_grid, x_grid, v, r_grid], axis=-1)
-      gates = _conv(inputs, _core_kernel(inf, ["state", "image", "pose", "r"]), inf["bias"])
+      gates = _conv(inputs, _core_kernel(inf, ["state", "image", *pose_inputs, "r"]), inf["bias"])
       h_e, c_e = layers.lstm_update(gates, c_e)
       posterior = _conv(h_e, post_p["kernel"], post_p["bias"])
       mean_q, log_scale_q = jnp.split(posterior, 2, axis=-1)
       kls.append(objective.gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p).sum((1, 2, 3)))
       z = mean_q + jnp.exp(log_scale_q) * noise[:, l]
     inputs = jnp.concatenate([h_g, z, v, r_grid], axis=-1)
-    gates = _conv(inputs, _core_kernel(gen, ["state", "pose", "r"]), gen["bias"])
+    gates = _conv(inputs, _core_kernel(gen, ["state", *pose_inputs, "r"]), gen["bias"])
     h_g, c_g = layers.lstm_update(gates, c_g)
     canvas = canvas + layers.depth_to_space_conv(h_g, up["kernel"], up["bias"])
   mean = _conv(canvas, obs["kernel"][0], obs["bias"][0])

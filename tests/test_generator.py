@@ -35,6 +35,8 @@ OPTIONS = [dict(share_cores=s, conv_backend=b) for s in (False, True)
 OPTIONS += [dict(scan_unroll=2), dict(remat=True), dict(share_cores=True, scan_unroll=3)]
 # Wider than an image block's 48 channels: the query image's downsampling and conv composed.
 OPTIONS += [dict(hidden_channels=56)]
+# Each cell's viewing ray beside the broadcast pose (config.pose_rays), in either pose order.
+OPTIONS += [dict(pose_rays=True), dict(pose_rays=True, pose_order="cos_sin", share_cores=True)]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in

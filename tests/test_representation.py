@@ -138,3 +138,22 @@ def test_cpu_runs_the_towers_block_and_1x1_convolutions_as_matmuls(key):
   assert conv_count(net) == 4
   assert conv_count(Representation("tower", R, conv_backend="xla")) == 8
 
+
+
+@pytest.mark.parametrize("architecture", ["pyramid", "tower"])
+def test_pose_rays_padded_views_keep_gradients_finite(architecture, key):
+  """With pose rays, the padded views' all-zero poses (as the input pipeline pads them) have no
+  viewing direction; their rays must stay finite, or a NaN masked out of r still poisons the
+  parameters' gradients through the masked branch."""
+  k = jax.random.split(key, 3)
+  images = jax.random.uniform(k[0], (2, 3, SIZE, SIZE, 3))
+  poses = jax.random.normal(k[1], (2, 3, 7)).at[:, 2].set(0.0)
+  mask = jnp.array([[True, True, False], [True, False, False]])
+  net = Representation(architecture, R, pose_rays=True)
+  params = net.init(k[2], images, poses)
+  grads = jax.grad(lambda p: jnp.sum(net.apply(p, images, poses, mask)))(params)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  # The rays are inputs of the convolution where the pose joins: 7 pose + 6 ray channels more.
+  plain = Representation(architecture, R).init(k[2], images, poses)
+  extra = jax.tree.map(lambda a, b: a.size - b.size, params, plain)
+  assert sum(jax.tree.leaves(extra)) > 0

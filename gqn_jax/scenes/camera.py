@@ -21,7 +21,7 @@ obey it.
 
 import numpy as np
 
-FIELD_OF_VIEW_DEGREES = 50.0
+from gqn_jax.poses import FIELD_OF_VIEW_DEGREES  # also what the networks' pose rays assume.
 
 
 def forward(yaw, pitch) -> np.ndarray:
