@@ -180,8 +180,9 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
         holder[0] if not case.compile_only else state, batch, key).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     record["flops_per_step"] = float(cost["flops"])
+  # The flags XLA ran with: the ynn-convs case differs from the others only here.
   record.update(jax=jax.__version__, device=str(jax.devices()[0].device_kind),
-                dtype=model_cfg.dtype)
+                dtype=model_cfg.dtype, xla_flags=os.environ.get("XLA_FLAGS", ""))
   return record
 
 
