@@ -28,7 +28,8 @@ def test_smoke_suite_writes_records_for_both_implementations(tmp_path):
     assert record["peak_mem_mib"] > 0 and record["compile_s"] >= 0
   # Each gqn_jax record names the XLA flags it ran with (the harness sets the CPU flags).
   from gqn_jax import xla_flags  # pylint: disable=g-import-not-at-top
-  assert xla_flags.PASS in next(r for r in records if r["impl"] == "gqn_jax")["xla_flags"]
+  jax_record = next(r for r in records if r["impl"] == "gqn_jax")
+  assert xla_flags.PASS in jax_record["detail"]["xla_flags"]
   # Both rated by the same model FLOP count (gqn_jax's cost analysis).
   assert records[0]["flops_per_step"] == records[1]["flops_per_step"] > 0
   assert result["matmul_peak_gflops"] > 0
