@@ -296,3 +296,10 @@ def test_benchmark_record_has_the_agreed_fields():
   assert record["scenes_per_s"] == pytest.approx(2 * record["steps_per_s"])
   assert record["peak_mem_mib"] > 0 and record["compile_s"] >= 0
   assert record["device"] == "cpu" and record["device_peak_mem_mib"] is None
+
+
+def test_pose_rays_have_no_baseline_counterpart():
+  """The baseline is the paper's model: asked for per-cell pose rays it refuses by name rather
+  than build a different model that benchmarks and parity tests would take for the same one."""
+  with pytest.raises(ValueError, match="pose_rays"):
+    GQN(dataclasses.replace(tiny_config(), pose_rays=True))

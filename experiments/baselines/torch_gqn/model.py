@@ -27,6 +27,9 @@ class GQN(nn.Module):
     if config.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"the PyTorch baseline runs in float32 or bfloat16; got dtype "
                        f"{config.dtype!r}")
+    if config.pose_rays:  # it would be a different model, timed or compared as the same one.
+      raise ValueError("the PyTorch baseline is the paper's model, with the pose broadcast only; "
+                       "config.model.pose_rays=True has no counterpart there")
     self.config = config
     self.representation = Representation(config.representation, config.r_channels,
                                          config.image_size)
