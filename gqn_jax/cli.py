@@ -1,4 +1,5 @@
-"""What every console script (setup.cfg's gqn-train, gqn-evaluate, ...) shares.
+"""What every console script (setup.cfg's gqn-train, gqn-evaluate, ...) shares: XLA's CPU
+flags, ``--help`` and error reporting.
 
 ``--help``: absl lists the key flags of the main module, which it finds by ``sys.argv[0]``. A
 console script's ``sys.argv[0]`` is the generated wrapper (``.venv/bin/gqn-train``), which
@@ -21,6 +22,7 @@ from typing import Callable
 from absl import app
 from absl import flags
 
+from gqn_jax import xla_flags
 
 
 def adopt_key_flags(module_name: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -36,7 +38,12 @@ ERROR_EXIT_CODE = 1
 
 
 def run(main: Callable, module_name: str) -> None:
-  """``app.run(main)`` with ``--help`` listing ``module_name``'s flags; see the module doc."""
+  """``app.run(main)`` with ``--help`` listing ``module_name``'s flags; see the module doc.
+
+  First, XLA's CPU flags (gqn_jax/xla_flags.py says which and why), before ``main`` can start
+  JAX: every console script gets them, and none has to remember to set them.
+  """
+  xla_flags.set_cpu_flags()
   adopt_key_flags(module_name)
   app.run(functools.partial(_reporting_errors, main))
 

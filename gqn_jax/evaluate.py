@@ -19,7 +19,6 @@ from absl import flags
 from etils import epath
 
 from gqn_jax import allocator
-from gqn_jax import xla_flags
 from gqn_jax import cli
 
 FLAGS = flags.FLAGS
@@ -115,9 +114,9 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-evaluate``)."""
-  # CPU-only hosts, before JAX starts: tcmalloc and XLA's CPU flags (both modules say why).
+  # CPU-only hosts, before JAX starts: tcmalloc (gqn_jax/allocator.py says why); cli.run sets
+  # XLA's CPU flags.
   allocator.use_tcmalloc()
-  xla_flags.set_cpu_flags()
   define_flags()
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 

@@ -145,12 +145,14 @@ class Generator(nn.Module):
     r, query_pose = r.astype(dtype), query_pose.astype(dtype)
 
     gen, inf = params["generation_core"], params["inference_core"]
-    gen_fixed = self._fixed_gates(gen, query_pose, r, grid, choice)
+    # The query camera's ray through each cell (config.pose_rays), read by both cores.
+    rays = poses.ray_map(query_pose, grid, cfg.pose_order) if cfg.pose_rays else None
+    gen_fixed = self._fixed_gates(gen, query_pose, rays, r, grid, choice)
     if target is None:
       hidden_states = self._scan_prior(params, gen_fixed, noise, choice)
       kl_per_step = None
     else:
-      inf_fixed = (self._fixed_gates(inf, query_pose, r, grid, choice)
+      inf_fixed = (self._fixed_gates(inf, query_pose, rays, r, grid, choice)
                    + self._image_gates(params["image_downsample"], inf["image"],
                                        target.astype(dtype), choice))
       hidden_states, kl_per_step = self._scan_posterior(params, gen_fixed, inf_fixed, noise,
@@ -158,11 +160,10 @@ class Generator(nn.Module):
       kl_per_step = kl_per_step.T  # [B, L]
     return self._render(params, hidden_states), kl_per_step
 
-  def _fixed_gates(self, core, pose, r, grid, choice):
+  def _fixed_gates(self, core, pose, rays, r, grid, choice):
     """Gates from the inputs that are the same at every step: [copies, B, G, G, 4H]."""
     gates = layers.conv2d_of_constant(pose, core["pose"], grid)
-    if "rays" in core:  # the query camera's ray through each cell (config.pose_rays).
-      rays = poses.ray_map(pose, grid, self.config.pose_order)
+    if rays is not None:
       gates += _stacked_conv(rays, core["rays"], choice)
     if r.shape[1] == 1:  # pyramid / pool: r is a 1x1 map, broadcast over the grid.
       gates += layers.conv2d_of_constant(r[:, 0, 0, :], core["r"], grid)

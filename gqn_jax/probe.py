@@ -23,7 +23,6 @@ import numpy as np
 
 from gqn_jax import cli
 from gqn_jax import extras
-from gqn_jax import xla_flags
 
 FLAGS = flags.FLAGS
 READOUTS = ("linear", "mlp")
@@ -300,9 +299,6 @@ def main(argv, flag_values=FLAGS) -> None:
 
 def run():
   """Console-script entry point (``gqn-probe``)."""
-  # Before JAX starts: XLA's CPU flags, as gqn-train and gqn-evaluate set them (xla_flags says
-  # why); they do not change what is computed.
-  xla_flags.set_cpu_flags()
   define_flags()
   cli.run(main, __name__)
 

@@ -22,7 +22,6 @@ from etils import epath
 
 from gqn_jax import cli
 from gqn_jax import figures
-from gqn_jax import xla_flags
 
 FLAGS = flags.FLAGS
 
@@ -104,9 +103,6 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-render``)."""
-  # Before JAX starts: XLA's CPU flags, as gqn-train and gqn-evaluate set them (xla_flags says
-  # why); they do not change what is computed.
-  xla_flags.set_cpu_flags()
   define_flags()
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 

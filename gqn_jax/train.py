@@ -20,7 +20,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from gqn_jax import allocator
-from gqn_jax import xla_flags
 from gqn_jax import cli
 from gqn_jax import parallel
 
@@ -83,9 +82,9 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-train``)."""
-  # CPU-only hosts, before JAX starts: tcmalloc and XLA's CPU flags (both modules say why).
+  # CPU-only hosts, before JAX starts: tcmalloc (gqn_jax/allocator.py says why); cli.run sets
+  # XLA's CPU flags.
   allocator.use_tcmalloc()
-  xla_flags.set_cpu_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 

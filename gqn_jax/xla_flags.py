@@ -22,8 +22,8 @@ The GPU and TPU pipelines run the barrier pass only at their end, after every CS
 YNNPACK, so both flags are set only where JAX can run on nothing but the CPU
 (``JAX_PLATFORMS=cpu``, or no GPU or TPU plugin installed), leaving accelerator compilers as
 they ship. XLA reads ``XLA_FLAGS`` once, when JAX first starts a backend, so ``set_cpu_flags``
-must run before any JAX computation: the command-line entry points (gqn-train, gqn-evaluate,
-the benchmarks) call it first thing, and so should any other program that wants remat to save
+must run before any JAX computation: every console script calls it first thing (in
+``cli.run``), as do the benchmarks, and so should any other program that wants remat to save
 memory, or the faster convolutions, on the CPU. Importing gqn_jax sets nothing.
 """
 

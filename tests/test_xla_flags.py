@@ -99,10 +99,10 @@ def test_importing_gqn_jax_sets_no_flag_and_the_explicit_call_does():
 @pytest.mark.parametrize("module", ["train", "evaluate", "render", "probe"])
 def test_every_jax_entry_point_sets_the_flags_before_it_runs(module):
   """gqn-train, gqn-evaluate, gqn-render and gqn-probe each set XLA's CPU flags before their
-  main starts JAX (cli.run stands in for it here)."""
+  main starts JAX (absl's app.run, which would call main, stands in for it here)."""
   env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-  code = (f"import os; from gqn_jax import cli, {module}; "
-          f"cli.run = lambda *args: print(repr(os.environ.get('XLA_FLAGS'))); {module}.run()")
+  code = (f"import os; from absl import app; from gqn_jax import {module}; "
+          f"app.run = lambda *args: print(repr(os.environ.get('XLA_FLAGS'))); {module}.run()")
   shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300, check=True)
   assert xla_flags.PASS in shown.stdout
