@@ -42,6 +42,8 @@ VARIANTS = {
                         {"model.pose_rays": True}),
     "pool_s0.1_rays": ("pool r, each cell sees its viewing ray",
                        {"model.representation": "pool", "model.pose_rays": True}),
+    "tower_s0.1_attention": ("r weighted over views by a learnt query-view pose match "
+                             "(model.view_attention)", {"model.view_attention": True}),
 }
 
 

@@ -44,6 +44,10 @@ class ModelConfig:
                                     # network's grid, both cores' grid) also sees its viewing
                                     # ray (poses.ray_map): not in the paper, whose pose is only
                                     # broadcast.
+  view_attention: bool = False      # r for each query is a weighted mean of the context views'
+                                    # encodings, the weights a softmax over views of a learnt
+                                    # match between query and view poses (not in the paper,
+                                    # whose r is the plain sum).
   conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # layers.choose;
                                     # the generator's and the representation's convolutions.
   scan_unroll: int = 1              # generator steps per scan iteration.

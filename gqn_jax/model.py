@@ -32,7 +32,7 @@ from gqn_jax import objective
 from gqn_jax.config import ModelConfig
 from gqn_jax.generator import Generator
 from gqn_jax.poses import POSE_DIM
-from gqn_jax.representation import Representation
+from gqn_jax.representation import Representation, ViewAttention
 
 Batch = Mapping[str, jax.Array]
 
@@ -72,7 +72,10 @@ class GQN(nn.Module):
     self.representation = Representation(self.config.representation, self.config.r_channels,
                                          self.config.remat, jnp.dtype(self.config.dtype),
                                          self.config.conv_backend, self.config.pose_rays,
-                                         self.config.pose_order)
+                                         self.config.pose_order,
+                                         keep_views=self.config.view_attention)
+    if self.config.view_attention:
+      self.attention = ViewAttention()
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):
@@ -81,13 +84,17 @@ class GQN(nn.Module):
 
   def render(self, r, query_pose, noise=None):
     """Observation mean [B, H, W, 3] for query poses [B, 7] from r, with z from the prior."""
-    return self.generator(r, query_pose, None, noise)[0]
+    return self.generator(self._for_query(r, query_pose), query_pose, None, noise)[0]
+
+  def _for_query(self, r, query_pose):
+    return self.attention(r, query_pose) if self.config.view_attention else r
 
   def __call__(self, context_images, context_poses, query_pose, query_image, sigma,
                context_mask=None, noise=None) -> objective.ElboTerms:
     """Training pass: the negative ELBO's terms for each scene of the batch."""
     r = self.represent(context_images, context_poses, context_mask)
-    mean, kl_per_step = self.generator(r, query_pose, query_image, noise)
+    mean, kl_per_step = self.generator(self._for_query(r, query_pose), query_pose, query_image,
+                                       noise)
     return objective.ElboTerms(
         nll=objective.gaussian_nll(query_image, mean, sigma),
         kl=kl_per_step.sum(axis=-1),
@@ -103,7 +110,7 @@ class GQN(nn.Module):
                   context_mask=None, noise=None):
     """Observation mean with z from the posterior: [B, H, W, 3]."""
     r = self.represent(context_images, context_poses, context_mask)
-    return self.generator(r, query_pose, query_image, noise)[0]
+    return self.generator(self._for_query(r, query_pose), query_pose, query_image, noise)[0]
 
   def generate(self, context_images, context_poses, query_pose, context_mask=None, noise=None):
     """Observation mean with z from the prior, for a query pose alone: [B, H, W, 3]."""

@@ -113,6 +113,7 @@ class Representation(nn.Module):
   conv_backend: str = "auto"
   pose_rays: bool = False
   pose_order: poses.PoseOrder = "sin_cos"
+  keep_views: bool = False  # return pack_views(...) for ViewAttention instead of the sum.
 
   @nn.compact
   def __call__(self, images, context_poses, mask=None):
@@ -126,6 +127,50 @@ class Representation(nn.Module):
     encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
                       context_poses.reshape(batch * views, context_poses.shape[-1]))
     encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]
+    if self.keep_views:
+      if mask is None:
+        mask = jnp.ones((batch, views), bool)
+      return pack_views(encoded.astype(jnp.float32), context_poses, mask)
     if mask is not None:
       encoded = jnp.where(mask[:, :, None, None, None], encoded, 0.0)
     return jnp.sum(encoded, axis=1, dtype=jnp.float32)  # summed in float32 whatever the dtype
+
+
+def pack_views(encoded, context_poses, mask):
+  """Per-view encodings [B, M, g, g, R], poses [B, M, 7], mask [B, M] -> one array
+  [B, M, g, g, R + 8] (poses and mask broadcast over the grid), the r of an attention model."""
+  grid = encoded.shape[2:4]
+  pose = jnp.broadcast_to(context_poses[:, :, None, None, :],
+                          (*context_poses.shape[:2], *grid, context_poses.shape[-1]))
+  flag = jnp.broadcast_to(mask[:, :, None, None, None], (*mask.shape, *grid, 1))
+  return jnp.concatenate([encoded, pose.astype(encoded.dtype), flag.astype(encoded.dtype)], -1)
+
+
+class ViewAttention(nn.Module):
+  """r for one query pose: the views' encodings weighted by softmax_m <q(v_query), k(v_m)>.
+
+  Reads the packed per-view array of ``pack_views``; views whose flag is 0 get weight 0, and
+  with no view at all r is 0 (as the sum over no views).
+  """
+  features: int = 32
+
+  @nn.compact
+  def __call__(self, packed, query_pose):  # [B, M, g, g, R + 8], [B, 7] -> [B, g, g, R]
+    pose_dim = query_pose.shape[-1]
+    encoded = packed[..., :-(pose_dim + 1)]
+    view_poses = packed[:, :, 0, 0, -(pose_dim + 1):-1].astype(jnp.float32)
+    mask = packed[:, :, 0, 0, -1] > 0.5
+
+    def embed(name):
+      hidden = nn.Dense(64, name=f"{name}_hidden")
+      out = nn.Dense(self.features, name=f"{name}_out")
+      return lambda pose: out(nn.relu(hidden(pose)))
+
+    keys = embed("key")(view_poses)       # [B, M, F]
+    query = embed("query")(query_pose)    # [B, F]
+    logits = jnp.einsum("bmf,bf->bm", keys, query) / jnp.sqrt(self.features)
+    logits = jnp.where(mask, logits, -jnp.inf)
+    top = jnp.max(jnp.where(mask, logits, 0.0), axis=1, keepdims=True)
+    weights = jnp.where(mask, jnp.exp(jnp.where(mask, logits, 0.0) - top), 0.0)
+    weights = weights / jnp.maximum(jnp.sum(weights, axis=1, keepdims=True), 1e-30)
+    return jnp.einsum("bm,bmghr->bghr", weights, encoded.astype(jnp.float32))
