@@ -9,6 +9,10 @@ Three modes, all pure functions of (params, inputs, rng):
   it from as many poses and noise draws as wanted (``render``), as the trainer's pictures,
   evaluation and the figures do.
 
+With ``config.view_attention`` r is every context view's encoding with its pose and mask
+([B, M, g, g, R + 8], ``representation.pack_views``), and ``render`` weights the views for each
+query pose (``representation.ViewAttention``) before the generator sees them.
+
 Latent noise comes from the ``'sample'`` rng stream, or is passed in as ``noise``
 [B, L, G, G, Z] (``latent_noise``: each scene's noise depends on the scene's index, not on how
 the batch is split over devices).
@@ -32,7 +36,7 @@ from gqn_jax import objective
 from gqn_jax.config import ModelConfig
 from gqn_jax.generator import Generator
 from gqn_jax.poses import POSE_DIM
-from gqn_jax.representation import Representation, ViewAttention
+from gqn_jax.representation import Representation, ViewAttention, view_sum
 
 Batch = Mapping[str, jax.Array]
 
@@ -79,7 +83,8 @@ class GQN(nn.Module):
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):
-    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R]."""
+    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R] ([B, M, g, g, R + 8] with
+    view_attention)."""
     return self.representation(context_images, context_poses, context_mask)
 
   def render(self, r, query_pose, noise=None):
@@ -87,6 +92,7 @@ class GQN(nn.Module):
     return self.generator(self._for_query(r, query_pose), query_pose, None, noise)[0]
 
   def _for_query(self, r, query_pose):
+    """What the generator reads for each query: r itself, or its views weighted for the query."""
     return self.attention(r, query_pose) if self.config.view_attention else r
 
   def __call__(self, context_images, context_poses, query_pose, query_image, sigma,
@@ -134,10 +140,15 @@ class Inference:
         {"params": params}, r, pose, noise, method=GQN.render))
 
   def represent(self, images, poses, mask=None):
-    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R]."""
+    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r (``GQN.represent``)."""
     if mask is None:
       mask = jnp.ones(images.shape[:2], bool)
     return self._represent(self.params, images, poses, mask)
+
+  def pooled(self, r):
+    """r as one summary per scene, whatever the architecture: [B, g, g, R], the sum over the
+    views of their encodings (r itself, unless view_attention keeps the views apart)."""
+    return view_sum(r) if self.config.view_attention else r
 
   def render(self, r, query_pose, noise):
     """Observation means for query poses [B, 7] from representations r (z from the prior)."""
@@ -157,7 +168,8 @@ class Stream:
 
   Because r is a sum over views, adding a view costs one encoder pass, whatever came before:
   an agent moving through a scene keeps r current as each frame arrives. ``r`` equals
-  ``Inference.represent`` on all views seen so far (up to float32 summation order).
+  ``Inference.represent`` on all views seen so far (up to float32 summation order). With
+  view_attention r keeps the views apart, and the new one is appended instead.
   """
 
   def __init__(self, model: Inference, batch_size: int):
@@ -172,6 +184,11 @@ class Stream:
       raise ValueError(f"a stream of {self.batch_size} scenes takes one view of each, got "
                        f"images {tuple(images.shape)} and poses {tuple(poses.shape)}")
     added = self.model.represent(images[:, None], poses[:, None])
-    self.r = added if self.r is None else self.r + added
+    if self.r is None:
+      self.r = added
+    elif self.model.config.view_attention:
+      self.r = jnp.concatenate([self.r, added], axis=1)
+    else:
+      self.r = self.r + added
     self.views += 1
     return self.r

@@ -53,7 +53,8 @@ class Pretrained:
     object.__setattr__(self, "inference", Inference(self.config, self.params))
 
   def represent(self, context_frames, context_cameras) -> jax.Array:
-    """The scene representation r [B, g, g, R] (or [g, g, R] for one scene)."""
+    """The scene representation r [B, g, g, R] (or [g, g, R] for one scene); with
+    view_attention every view's encoding, [B, M, g, g, R + 8] (or [M, g, g, R + 8])."""
     images, pose, single = context_inputs(self.config, context_frames, context_cameras)
     r = self.inference.represent(images, pose)
     return r[0] if single else r
@@ -65,7 +66,7 @@ class Pretrained:
     """
     _check_samples(samples)
     r = jnp.asarray(r)
-    single = r.ndim == 3
+    single = r.ndim == (4 if self.config.view_attention else 3)
     if single:
       r = r[None]
     cameras = _cameras(query_cameras, "query_cameras", batched=not single)
@@ -74,7 +75,7 @@ class Pretrained:
     batch, queries = cameras.shape[:2]
     query_pose = poses.camera_to_pose(cameras.reshape(batch * queries, CAMERA_DIM),
                                       self.config.pose_order)
-    r = jnp.repeat(r, queries, axis=0)  # one r per query: [B * Q, g, g, R]
+    r = jnp.repeat(r, queries, axis=0)  # one r per query: [B * Q, ...]
     drawn = []
     for sample in range(samples):
       noise = latent_noise(jax.random.fold_in(key, sample), self.config, batch * queries)
@@ -120,7 +121,7 @@ class SceneStream:
 
   @property
   def r(self):
-    """r of the views seen so far ([g, g, R] for one scene, [B, g, g, R] for a batch)."""
+    """r of the views seen so far (``Pretrained.represent``'s shape)."""
     if self._stream.r is None:
       raise ValueError("no view observed yet: call observe(frame, camera) first")
     return self._stream.r[0] if self._single else self._stream.r

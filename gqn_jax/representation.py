@@ -102,7 +102,8 @@ ENCODERS = {"pyramid": Pyramid, "tower": Tower, "pool": Pool}
 class Representation(nn.Module):
   """r = sum over the context views of psi(x_k, v_k); views where ``mask`` is False count 0.
 
-  The sum makes r independent of the order of the views and lets one compiled function serve
+  With ``keep_views`` r is instead every view's psi with its pose and mask (``pack_views``),
+  which ``ViewAttention`` weights for each query. The sum makes r independent of the order of the views and lets one compiled function serve
   any number of them (pad to a fixed M and mask). With ``remat`` the encoder's activations are
   recomputed in the backward pass instead of being kept through the generator's.
   """
@@ -117,7 +118,8 @@ class Representation(nn.Module):
 
   @nn.compact
   def __call__(self, images, context_poses, mask=None):
-    """images [B, M, H, W, 3], context_poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]."""
+    """images [B, M, H, W, 3], context_poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]
+    (with ``keep_views``: [B, M, g, g, R + 8])."""
     batch, views = images.shape[:2]
     encoder_class = ENCODERS[self.architecture]
     if self.remat:
@@ -146,20 +148,34 @@ def pack_views(encoded, context_poses, mask):
   return jnp.concatenate([encoded, pose.astype(encoded.dtype), flag.astype(encoded.dtype)], -1)
 
 
+def unpack_views(packed, pose_dim: int = poses.POSE_DIM):
+  """``pack_views``'s inverse: (encodings [B, M, g, g, R], poses [B, M, 7], mask [B, M])."""
+  encoded = packed[..., :-(pose_dim + 1)]
+  view_poses = packed[:, :, 0, 0, -(pose_dim + 1):-1].astype(jnp.float32)
+  return encoded, view_poses, packed[:, :, 0, 0, -1] > 0.5
+
+
+def view_sum(packed, pose_dim: int = poses.POSE_DIM):
+  """The paper's r (the sum over the real views of their encodings) from ``pack_views``'s
+  array: [B, g, g, R]."""
+  encoded, _, mask = unpack_views(packed, pose_dim)
+  return jnp.sum(jnp.where(mask[:, :, None, None, None], encoded, 0.0), axis=1)
+
+
 class ViewAttention(nn.Module):
   """r for one query pose: the views' encodings weighted by softmax_m <q(v_query), k(v_m)>.
 
-  Reads the packed per-view array of ``pack_views``; views whose flag is 0 get weight 0, and
-  with no view at all r is 0 (as the sum over no views).
+  q and k are small MLPs of the poses, so the match can learn any smooth closeness of two
+  cameras (the yaw's sin and cos give cos(yaw - yaw') bilinearly; distance needs the hidden
+  layer). The weights sum to 1, so r does not grow with M as the paper's sum does. Reads
+  ``pack_views``'s array; padded views get weight 0, and with no view at all r is 0 (as the
+  sum over no views).
   """
   features: int = 32
 
   @nn.compact
   def __call__(self, packed, query_pose):  # [B, M, g, g, R + 8], [B, 7] -> [B, g, g, R]
-    pose_dim = query_pose.shape[-1]
-    encoded = packed[..., :-(pose_dim + 1)]
-    view_poses = packed[:, :, 0, 0, -(pose_dim + 1):-1].astype(jnp.float32)
-    mask = packed[:, :, 0, 0, -1] > 0.5
+    encoded, view_poses, mask = unpack_views(packed, query_pose.shape[-1])
 
     def embed(name):
       hidden = nn.Dense(64, name=f"{name}_hidden")
@@ -169,8 +185,7 @@ class ViewAttention(nn.Module):
     keys = embed("key")(view_poses)       # [B, M, F]
     query = embed("query")(query_pose)    # [B, F]
     logits = jnp.einsum("bmf,bf->bm", keys, query) / jnp.sqrt(self.features)
-    logits = jnp.where(mask, logits, -jnp.inf)
-    top = jnp.max(jnp.where(mask, logits, 0.0), axis=1, keepdims=True)
-    weights = jnp.where(mask, jnp.exp(jnp.where(mask, logits, 0.0) - top), 0.0)
-    weights = weights / jnp.maximum(jnp.sum(weights, axis=1, keepdims=True), 1e-30)
+    # A large finite number, not -inf, for padded views: with no real view the softmax is
+    # uniform and the mask zeroes it, and no inf reaches the gradients.
+    weights = jax.nn.softmax(jnp.where(mask, logits, -1e30), axis=1) * mask
     return jnp.einsum("bm,bmghr->bghr", weights, encoded.astype(jnp.float32))

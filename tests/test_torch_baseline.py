@@ -15,15 +15,17 @@ from experiments.baselines.torch_gqn import make_train_step, objective, schedule
 from gqn_jax.config import model_config  # noqa: E402
 from gqn_jax.model import GQN as JaxGQN  # noqa: E402
 
-OPTIONS = [(rep, shared) for rep in ("pyramid", "tower", "pool") for shared in (False, True)]
-IDS = [f"{rep}-{'shared' if shared else 'unshared'}" for rep, shared in OPTIONS]
+OPTIONS = ([(rep, shared, False) for rep in ("pyramid", "tower", "pool")
+            for shared in (False, True)] + [("tower", False, True)])
+IDS = [f"{rep}-{'shared' if shared else 'unshared'}{'-attention' * attention}"
+       for rep, shared, attention in OPTIONS]
 BATCH, VIEWS = 2, 3
 
 
-def tiny_config(representation="tower", share_cores=False, steps=3):
+def tiny_config(representation="tower", share_cores=False, view_attention=False, steps=3):
   return model_config(dict(image_size=16, representation=representation, r_channels=16,
                            steps=steps, hidden_channels=8, canvas_channels=6, latent_channels=2,
-                           share_cores=share_cores))
+                           share_cores=share_cores, view_attention=view_attention))
 
 
 def make_batch(config, seed=0, with_noise=True):

@@ -31,20 +31,22 @@ MASK = np.array([[True, True, False], [True, False, False]])  # scene 2 has a si
 
 # Every representation with unshared and shared cores, on XLA's own convolution (the fastest to
 # compile), and the default backend ('auto': custom gradients on the CPU) on the paper's default
-# options. Whether the backends agree with each other is gqn_jax's own test; here one is enough
-# per option.
-OPTIONS = ([(rep, shared, "xla") for rep in ("pyramid", "tower", "pool")
+# options; view attention (the reference config's) with a spatial and a 1x1 r. Whether the
+# backends agree with each other is gqn_jax's own test; here one is enough per option.
+OPTIONS = ([(rep, shared, "xla", False) for rep in ("pyramid", "tower", "pool")
             for shared in (False, True)]
-           + [("tower", False, "auto")])
-IDS = [f"{rep}-{'shared' if shared else 'unshared'}-{backend}"
-       for rep, shared, backend in OPTIONS]
+           + [("tower", False, "auto", False), ("tower", False, "xla", True),
+              ("pool", True, "xla", True)])
+IDS = [f"{rep}-{'shared' if shared else 'unshared'}-{backend}{'-attention' * attention}"
+       for rep, shared, backend, attention in OPTIONS]
 
 
-def tiny_config(representation, share_cores, conv_backend):
+def tiny_config(representation, share_cores, conv_backend, view_attention=False):
   # Distinct channel counts, so that a transposed axis in the conversion cannot go unnoticed.
   return model_config(dict(image_size=16, representation=representation, r_channels=16, steps=3,
                            hidden_channels=8, canvas_channels=6, latent_channels=2,
-                           share_cores=share_cores, conv_backend=conv_backend))
+                           share_cores=share_cores, conv_backend=conv_backend,
+                           view_attention=view_attention))
 
 
 def make_inputs(config):
@@ -110,8 +112,8 @@ def run_jax(config, params, inputs):
 
 
 @functools.cache
-def _run(representation, share_cores, conv_backend):
-  config = tiny_config(representation, share_cores, conv_backend)
+def _run(representation, share_cores, conv_backend, view_attention):
+  config = tiny_config(representation, share_cores, conv_backend, view_attention)
   # Weights from PyTorch's default init (its biases are non-zero, unlike gqn_jax's, so the bias
   # conversion is exercised too), moved into gqn_jax's layout.
   torch.manual_seed(1)
@@ -153,9 +155,15 @@ def test_gradients_match(option):
   torch_out, jax_out = _run(*option)
   torch_grads, jax_grads = torch_out["gradients"], jax_out["gradients"]
   assert (jax.tree.structure(torch_grads) == jax.tree.structure(jax_grads))
-  errors = {jax.tree_util.keystr(path): np.linalg.norm(t - j) / np.linalg.norm(j)
-            for (path, t), j in zip(jax.tree_util.tree_leaves_with_path(torch_grads),
-                                    jax.tree.leaves(jax_grads))}
+  pairs = {jax.tree_util.keystr(path): (t, j)
+           for (path, t), j in zip(jax.tree_util.tree_leaves_with_path(torch_grads),
+                                   jax.tree.leaves(jax_grads))}
+  # A parameter that cannot change the loss has a zero gradient, up to rounding, in both: the
+  # attention's key bias shifts every view's logit by the same amount, which the softmax undoes.
+  # Such leaves are compared against the largest gradient's scale instead of their own.
+  scale = max(np.linalg.norm(j) for _, j in pairs.values())
+  errors = {name: np.linalg.norm(t - j) / max(np.linalg.norm(j), 1e-6 * scale)
+            for name, (t, j) in pairs.items()}
   assert all(np.isfinite(e) for e in errors.values()), errors
   worst = max(errors, key=errors.get)
   assert errors[worst] < GRADIENT_TOLERANCE, (worst, errors[worst])
@@ -163,7 +171,7 @@ def test_gradients_match(option):
 
 def test_masked_views_do_not_count():
   """Sanity for the inputs above: the junk in masked views would change the loss if it leaked."""
-  torch_out, _ = _run("tower", False, "xla")
+  torch_out, _ = _run("tower", False, "xla", False)
   config = tiny_config("tower", False, "xla")
   inputs = make_inputs(config)
   inputs["context_images"][~MASK] = 0.0

@@ -155,13 +155,14 @@ def inference(request: Request):
 
 
 def flat_representations(model, scenes, views: int, seed: int, batch: int = 32) -> np.ndarray:
-  """[N, D] float64: each scene's r from ``Scene.views(seed, views)``, flattened."""
+  """[N, D] float64: each scene's r from ``Scene.views(seed, views)`` (summed over its views,
+  ``Inference.pooled``), flattened."""
   rows = []
   for start in range(0, len(scenes), batch):
     chunk = scenes[start:start + batch]
     chosen = [scene.views(seed, views) for scene in chunk]
-    r = model.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
-                        np.stack([s.poses[c] for s, c in zip(chunk, chosen)]))
+    r = model.pooled(model.represent(np.stack([s.images(c) for s, c in zip(chunk, chosen)]),
+                                     np.stack([s.poses[c] for s, c in zip(chunk, chosen)])))
     rows.append(np.asarray(r, np.float64).reshape(len(chunk), -1))
   return np.concatenate(rows)
 

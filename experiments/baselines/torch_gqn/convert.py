@@ -76,6 +76,14 @@ def _copies(config: ModelConfig) -> int:
   return 1 if config.share_cores else config.steps
 
 
+def _attention_layers(config: ModelConfig) -> tuple[str, ...]:
+  """ViewAttention's dense layers (the same names in both frameworks); Flax kernels are
+  [in, out], PyTorch Linear weights [out, in]."""
+  if not config.view_attention:
+    return ()
+  return ("key_hidden", "key_out", "query_hidden", "query_out")
+
+
 def _lookup(tree, path):
   for key in path:
     tree = tree[key]
@@ -118,6 +126,10 @@ def flax_params_to_state_dict(params: Mapping[str, Any], config: ModelConfig
     conv = _lookup(params["representation"], path)
     state[f"{prefix}.weight"] = _oihw(array(conv["kernel"]))
     state[f"{prefix}.bias"] = array(conv["bias"])
+  for name in _attention_layers(config):
+    dense = params["attention"][name]
+    state[f"attention.{name}.weight"] = array(dense["kernel"]).T
+    state[f"attention.{name}.bias"] = array(dense["bias"])
   return {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C")) for k, v in state.items()}
 
 
@@ -173,6 +185,9 @@ def torch_to_flax(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -
   for path, prefix in _representation_layers(config.representation):
     _insert(params, ("representation",) + path,
             {"kernel": _hwio(take(f"{prefix}.weight")), "bias": take(f"{prefix}.bias")})
+  for name in _attention_layers(config):
+    _insert(params, ("attention", name),
+            {"kernel": take(f"attention.{name}.weight").T, "bias": take(f"attention.{name}.bias")})
   unused = sorted(set(sd) - used)
   if unused:
     raise ValueError(f"state dict entries with no gqn_jax counterpart: {unused}")

@@ -17,7 +17,7 @@ from torch import nn
 from gqn_jax.config import ModelConfig
 from experiments.baselines.torch_gqn import objective
 from experiments.baselines.torch_gqn.generator import Generator
-from experiments.baselines.torch_gqn.representation import Representation
+from experiments.baselines.torch_gqn.representation import Representation, ViewAttention
 
 
 class GQN(nn.Module):
@@ -34,6 +34,8 @@ class GQN(nn.Module):
     self.representation = Representation(config.representation, config.r_channels,
                                          config.image_size)
     self.generator = Generator(config)
+    if config.view_attention:
+      self.attention = ViewAttention()
 
   def _compute_dtype(self, like: torch.Tensor):
     """Autocast to bfloat16 in bfloat16 mode; nothing in float32 mode."""
@@ -42,12 +44,21 @@ class GQN(nn.Module):
     return torch.autocast(like.device.type, dtype=torch.bfloat16)
 
   def represent(self, context_images, context_poses, context_mask=None):
-    """[B, M, 3, H, W], [B, M, 7], [B, M] -> r [B, R, g, g]."""
+    """[B, M, 3, H, W], [B, M, 7], [B, M] -> r [B, R, g, g]; with view_attention the tuple
+    (encodings [B, M, R, g, g], poses, mask) that ``_draw`` weights for each query."""
     with self._compute_dtype(context_images):
-      return self.representation(context_images, context_poses, context_mask)
+      if not self.config.view_attention:
+        return self.representation(context_images, context_poses, context_mask)
+      if context_mask is None:
+        context_mask = torch.ones(context_images.shape[:2], dtype=torch.bool,
+                                  device=context_images.device)
+      encoded = self.representation(context_images, context_poses, context_mask, keep_views=True)
+      return encoded, context_poses, context_mask
 
   def _draw(self, r, query_pose, query_image, noise):
     with self._compute_dtype(query_pose):
+      if self.config.view_attention:
+        r = self.attention(*r, query_pose)
       mean, kl_per_step = self.generator(r, query_pose, query_image, noise)
     upcast = objective.at_least_float32
     return upcast(mean), None if kl_per_step is None else upcast(kl_per_step)

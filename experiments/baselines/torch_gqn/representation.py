@@ -92,8 +92,9 @@ class Representation(nn.Module):
       raise ValueError(f"unknown representation {architecture!r}; "
                        "known: 'pyramid', 'tower', 'pool'")
 
-  def forward(self, images, poses, mask=None):
-    """images [B, M, 3, H, W], poses [B, M, 7], mask [B, M] bool -> r [B, R, g, g]."""
+  def forward(self, images, poses, mask=None, keep_views: bool = False):
+    """images [B, M, 3, H, W], poses [B, M, 7], mask [B, M] bool -> r [B, R, g, g]; with
+    ``keep_views`` the views' encodings [B, M, R, g, g] (masked views zero) instead."""
     batch, views = images.shape[:2]
     # All B*M views go through the encoder as one batch.
     encoded = self.encoder(images.flatten(0, 1), poses.flatten(0, 1))
@@ -101,4 +102,24 @@ class Representation(nn.Module):
     if mask is not None:
       # where, not multiply: a non-finite padded view must not leak into r.
       encoded = torch.where(mask[:, :, None, None, None], encoded, torch.zeros_like(encoded))
-    return encoded.sum(dim=1)
+    return encoded if keep_views else encoded.sum(dim=1)
+
+
+class ViewAttention(nn.Module):
+  """r for one query: the views' encodings weighted by softmax_m <q(v_query), k(v_m)>, q and k
+  two-layer MLPs of the poses (gqn_jax.representation.ViewAttention)."""
+
+  def __init__(self, pose_dim: int = 7, hidden: int = 64, features: int = 32):
+    super().__init__()
+    self.features = features
+    self.key_hidden, self.key_out = nn.Linear(pose_dim, hidden), nn.Linear(hidden, features)
+    self.query_hidden, self.query_out = nn.Linear(pose_dim, hidden), nn.Linear(hidden, features)
+
+  def forward(self, encoded, poses, mask, query_pose):
+    """[B, M, R, g, g], [B, M, 7], [B, M] bool, [B, 7] -> [B, R, g, g]."""
+    keys = self.key_out(F.relu(self.key_hidden(poses)))                    # [B, M, F]
+    query = self.query_out(F.relu(self.query_hidden(query_pose)))          # [B, F]
+    logits = torch.einsum("bmf,bf->bm", keys, query) / self.features ** 0.5
+    logits = torch.where(mask, logits, torch.full_like(logits, -1e30))
+    weights = torch.softmax(logits, dim=1) * mask
+    return torch.einsum("bm,bmrgh->brgh", weights.to(encoded.dtype), encoded)
