@@ -34,17 +34,20 @@ def prepared_data(tmp_path_factory):
   return data_dir, written
 
 
-def run_config(data_dir) -> ml_collections.ConfigDict:
+def run_config(data_dir, view_attention: bool = False) -> ml_collections.ConfigDict:
   config = tiny.get_config()
+  config.model.view_attention = view_attention
   config.data.dataset = DATASET
   config.data.data_dir = str(data_dir)
   return config
 
 
 @functools.lru_cache(maxsize=2)
-def trained_state(steps: int = TRAIN_STEPS) -> train_step.TrainState:
+def trained_state(steps: int = TRAIN_STEPS, view_attention: bool = False
+                  ) -> train_step.TrainState:
   """The tiny model's TrainState after a few Adam steps on random batches (made once)."""
-  model_cfg, optim_cfg = tiny_model_config(), tiny_optim_config()
+  model_cfg = tiny_model_config(view_attention=view_attention)
+  optim_cfg = tiny_optim_config()
   model = GQN(model_cfg)
   state = jax.jit(lambda key: train_step.create_train_state(model, optim_cfg, key))(
       jax.random.key(0))

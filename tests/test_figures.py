@@ -39,6 +39,16 @@ def run(tmp_path_factory):
   return workdir, scenes_dir, events
 
 
+@pytest.fixture(scope="module")
+def attention_run(tmp_path_factory, run):
+  """The same run with view attention (model.view_attention): r keeps every view."""
+  data_dir, _ = _figures_run.prepared_data(tmp_path_factory)
+  root = tmp_path_factory.mktemp("figures_attention")
+  workdir = _figures_run.write_run(root / "run", _figures_run.run_config(data_dir, True),
+                                   _figures_run.trained_state(view_attention=True))
+  return workdir, run[1]
+
+
 def _render(figure, workdir, output, *options):
   flag_values = flags.FlagValues()
   render.define_flags(flag_values)
@@ -365,3 +375,22 @@ def test_cli_errors_name_the_figure_or_flag(run, tmp_path):
     _render("novel_views", workdir, tmp_path / "x.jpg")
   with pytest.raises(ValueError, match="--scenes must be a positive integer, got 0"):
     _render("novel_views", workdir, tmp_path / "x.png", "--scenes=0")
+
+
+# --- a model whose r keeps the views (model.view_attention) -----------------------------------
+
+@pytest.mark.parametrize("figure, options, size", [
+    ("novel_views", ("--scenes=2", "--samples=2"), lambda: novel_views.figure_inches(2, K, 2)),
+    ("scene_algebra", ("--scenes=1", "--samples=2"), lambda: scene_algebra.figure_inches(1, 2)),
+    ("representation_space", ("--scenes=9", "--factors=object_count,floor"),
+     lambda: representation_space.figure_inches(2)),
+])
+def test_figures_of_a_view_attention_model(attention_run, tmp_path, figure, options, size):
+  """Each figure that reads r takes the per-view r of view attention: rendered from it, added
+  and subtracted (scene algebra: the scenes share their poses), or summed over views to map
+  scenes (representation space)."""
+  workdir, scenes_dir = attention_run
+  if figure == "representation_space":
+    options = (*options, f"--scenes_dir={scenes_dir}")
+  path = _render(figure, workdir, tmp_path / f"{figure}.png", *options)
+  assert _figures_run.image_size_of(path) == _expected(size())
