@@ -211,13 +211,16 @@ def export(workdir, destination, step: int | None = None) -> epath.Path:
   """Writes ``destination``: the run's parameters at ``step`` (default latest) and its config.
 
   TensorBoard logs come along (the training-curves figure reads them); the optimizer state
-  and the data iterator's do not, so the copy is for inference, not for resuming.
+  and the data iterator's do not, so the copy is for inference, not for resuming. An earlier
+  export's checkpoints and logs there are replaced, not mixed with the new ones; other files
+  (a model card) stay.
   """
   workdir, destination = epath.Path(workdir), epath.Path(destination)
   config, params = checkpoints.load_for_inference(workdir, step)
   if step is None:
     step = max(checkpoints.Checkpointer(workdir, read_only=True).all_steps())
   (destination / checkpoints.CHECKPOINT_DIR).rmtree(missing_ok=True)
+  (destination / "tensorboard").rmtree(missing_ok=True)
   destination.mkdir(parents=True, exist_ok=True)
   checkpointer = checkpoints.Checkpointer(destination, max_to_keep=1, async_save=False)
   try:

@@ -50,6 +50,25 @@ def test_export_keeps_the_parameters_and_drops_the_optimizer(run):
   assert jax.tree.structure(params) == jax.tree.structure(state.params)
 
 
+def test_export_over_an_earlier_one_replaces_its_model_and_logs_but_keeps_the_card(run,
+                                                                                  tmp_path):
+  """Re-exporting a newer model into a shipped folder leaves no stale checkpoint step or event
+  file (the training-curves figure would draw both runs) and keeps the hand-written card."""
+  _, state, workdir, _ = run
+  destination = tmp_path / "model"
+  (destination / "checkpoints" / "99999").mkdir(parents=True)
+  (destination / "tensorboard").mkdir()
+  (destination / "tensorboard" / "events.out.tfevents.stale").write_bytes(b"old")
+  (destination / "MODEL_CARD.md").write_text("card")
+  pretrained.export(workdir, destination)
+  assert sorted(p.name for p in (destination / "checkpoints").iterdir()) == [str(int(state.step))]
+  assert not (destination / "tensorboard" / "events.out.tfevents.stale").exists()
+  assert sorted(p.name for p in (destination / "tensorboard").rglob("*")) == sorted(
+      p.name for p in (workdir / "tensorboard").rglob("*"))
+  assert (destination / "MODEL_CARD.md").read_text() == "card"
+  assert pretrained.load(destination).step == int(state.step)
+
+
 def test_predict_is_the_model_rendered_from_its_representation(run):
   """predict == GQN.represent then GQN.render on the converted inputs, with the same noise."""
   _, state, _, exported = run
