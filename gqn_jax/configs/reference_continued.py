@@ -3,17 +3,16 @@ r"""The reference model, trained on from the shipped weights for as many steps a
   python -m gqn_jax.train --config=gqn_jax/configs/reference_continued.py \
       --workdir=runs/reference_continued
 
-The shipped model (pretrained/rooms_ring_camera_32px, 8,000 steps of gqn_jax/configs/reference.py)
-draws each room's walls and floor but not from the query's viewpoint
-(experiments/results/pose_use.md); runs of the same code learn to render from the pose only
-after many more updates per scene. This run goes on from its parameters (config.train.init_from)
-with the same model and data, at the paper's learning rate instead of the short run's anneal:
-in the paper the rate is still above 4.5e-4 at 100k steps. The optimizer starts afresh, so the
-rate first ramps up from the value the shipped run ended at. num_steps is a ceiling, not a
-plan: stop the run with SIGTERM and rerun the command to go on exactly.
+Goes on from the shipped model's parameters (pretrained/rooms_ring_camera_32px, 8,000 steps of
+gqn_jax/configs/reference.py; config.train.init_from) with the same model and data, at the
+paper's learning rate instead of the short run's anneal: in the paper the rate is still above
+4.5e-4 at 100k steps. The optimizer starts afresh, so the rate first ramps up from the value
+the shipped run ended at. num_steps is a ceiling, not a plan: stop the run with SIGTERM and
+rerun the command to go on exactly.
 
-Its curve on held-out scenes, and why more steps of this recipe do not reach the prediction
-targets: experiments/results/reference_continued.md.
+experiments/results/reference_continued.md is such a run from the previous shipped model, which
+summed the views (before model.view_attention): more steps of that recipe did not make its
+prediction use the pose.
 """
 
 import ml_collections
