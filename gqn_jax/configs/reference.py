@@ -41,8 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
       # the model encodes little of the target (ablation, experiments/results/ablation.md: the
       # posterior reconstruction's PSNR rises as sigma_final falls, 0.7 -> 0.2 -> 0.1, with the
       # prediction's PSNR level; with view attention 0.7 predicts about as well, 17.40 against
-      # 17.20 dB at K views, and reconstructs far worse, 19.4 against 23.5 dB). Annealed from 2.0 over 4k steps: in the ablation the KL stays
-      # near zero until sigma is low, so a long anneal delays everything else.
+      # 17.20 dB at K views, and reconstructs far worse, 19.4 against 23.5 dB). Annealed from
+      # 2.0 over 4k steps: in the ablation the KL stays near zero until sigma is low, so a long
+      # anneal delays everything else.
       sigma_final=0.1, sigma_anneal_steps=4_000,
       # The paper's 5e-4 -> 5e-5, over this run's length instead of 1.6M steps.
       lr_anneal_steps=8_000)
