@@ -61,8 +61,11 @@ EVAL_METRIC = "eval_loss"
 ARCHITECTURE_FIELDS = (
     "model.image_size", "model.representation", "model.r_channels", "model.steps",
     "model.hidden_channels", "model.canvas_channels", "model.latent_channels",
-    "model.kernel_size", "model.share_cores", "model.pose_order",
+    "model.kernel_size", "model.share_cores", "model.pose_order", "model.pose_rays",
+    "model.view_attention",
 )
+_MODEL_DEFAULTS = {field.name: field.default
+                   for field in dataclasses.fields(config_lib.ModelConfig)}
 # Clipping adds a level to the optimizer state's tree: on or off must match, not the value.
 CLIPPING_FIELD = "optim.grad_clip_norm"
 
@@ -209,8 +212,13 @@ def _all_processes(ok: bool) -> bool:
 
 
 def _lookup(config: Mapping[str, Any], dotted: str):
+  """A config's value of ``section.field``; a model field that a config written before it
+  existed lacks reads as its default (the model such a config describes)."""
   section, field = dotted.split(".")
-  return config.get(section, {}).get(field, "<unset>")
+  value = config.get(section, {}).get(field, "<unset>")
+  if value == "<unset>" and section == "model" and field in _MODEL_DEFAULTS:
+    return _MODEL_DEFAULTS[field]
+  return value
 
 
 def config_mismatches(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:

@@ -65,6 +65,35 @@ def test_incompatible_config_names_the_fields(tmp_path):
   checkpointer.close()
 
 
+@pytest.mark.parametrize("field", ["view_attention", "pose_rays"])
+def test_options_that_add_parameters_must_match(tmp_path, field):
+  """view_attention and pose_rays change the parameter tree: a run with the other setting is
+  another model (and so is a shipped model for config.train.init_from)."""
+  config = _train_tiny_config.get_config()
+  _save(tmp_path, config, [(1, None)])[0].close()
+  other = _train_tiny_config.get_config()
+  other.model[field] = True
+  checkpointer = checkpoints.Checkpointer(tmp_path)
+  with pytest.raises(checkpoints.IncompatibleCheckpointError,
+                     match=f"config.model.{field}: checkpoint False, this run True"):
+    checkpointer.restore(1, _abstract(other), other)
+  checkpointer.close()
+  with pytest.raises(checkpoints.IncompatibleCheckpointError, match=f"config.model.{field}"):
+    checkpoints.params_to_start_from(tmp_path, other)
+
+
+def test_a_config_written_before_a_model_field_existed_reads_as_its_default():
+  """Shipped models' configs lack fields added since (view_attention, pose_rays): those are
+  the defaults, so the config still matches the model it describes."""
+  old = checkpoints.config_to_dict(_train_tiny_config.get_config())
+  del old["model"]["view_attention"], old["model"]["pose_rays"]
+  assert checkpoints.config_mismatches(old, _train_tiny_config.get_config()) == []
+  newer = _train_tiny_config.get_config()
+  newer.model.view_attention = True
+  assert checkpoints.config_mismatches(old, newer) == [
+      "config.model.view_attention: checkpoint False, this run True"]
+
+
 def test_clipping_on_or_off_must_match(tmp_path):
   config = _train_tiny_config.get_config()
   _save(tmp_path, config, [(1, None)])[0].close()
