@@ -140,7 +140,11 @@ class Representation(nn.Module):
 
 def pack_views(encoded, context_poses, mask):
   """Per-view encodings [B, M, g, g, R], poses [B, M, 7], mask [B, M] -> one array
-  [B, M, g, g, R + 8] (poses and mask broadcast over the grid), the r of an attention model."""
+  [B, M, g, g, R + 8] (poses and mask broadcast over the grid), the r of an attention model.
+
+  Padded views' encodings become 0 (where, not a product: a non-finite one must not reach r
+  through its zero weight)."""
+  encoded = jnp.where(mask[:, :, None, None, None], encoded, 0.0)
   grid = encoded.shape[2:4]
   pose = jnp.broadcast_to(context_poses[:, :, None, None, :],
                           (*context_poses.shape[:2], *grid, context_poses.shape[-1]))

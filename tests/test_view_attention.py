@@ -72,7 +72,7 @@ def test_padded_views_and_view_order_do_not_matter(key):
   encoded = jax.random.normal(k[1], (2, 4, GRID, GRID, R))
   poses, query = jax.random.normal(k[2], (2, 4, 7)), jax.random.normal(k[3], (2, 7))
   mask = jnp.array([[True, True, False, False], [True, True, True, True]])
-  junk = encoded.at[0, 2:].set(1e6)
+  junk = encoded.at[0, 2:].set(jnp.nan)  # a padded view's junk must not reach r at all.
   r = net.apply(params, pack_views(junk, poses, mask), query)
   real = net.apply(params, pack_views(encoded[:1, :2], poses[:1, :2], mask[:1, :2]), query[:1])
   np.testing.assert_allclose(r[:1], real, rtol=1e-5, atol=1e-5)
