@@ -103,9 +103,10 @@ class Representation(nn.Module):
   """r = sum over the context views of psi(x_k, v_k); views where ``mask`` is False count 0.
 
   With ``keep_views`` r is instead every view's psi with its pose and mask (``pack_views``),
-  which ``ViewAttention`` weights for each query. The sum makes r independent of the order of the views and lets one compiled function serve
-  any number of them (pad to a fixed M and mask). With ``remat`` the encoder's activations are
-  recomputed in the backward pass instead of being kept through the generator's.
+  which ``ViewAttention`` weights for each query. The sum makes r independent of the order of
+  the views and lets one compiled function serve any number of them (pad to a fixed M and
+  mask). With ``remat`` the encoder's activations are recomputed in the backward pass instead of
+  being kept through the generator's.
   """
   architecture: str = "tower"
   r_channels: int = 256
