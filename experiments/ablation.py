@@ -53,6 +53,11 @@ VARIANTS = {
                              "(model.view_attention)", ATTENTION),
     "tower_s0.7_attention": ("view attention, sigma_final 0.7",
                              {**ATTENTION, "optim.sigma_final": 0.7}),
+    "tower_s0.1_cell_attention": ("view attention plus each query cell attending over every "
+                                  "view's cells (model.attention_over=cells)",
+                                  {**ATTENTION, "model.attention_over": "cells"}),
+    "tower_s0.1_attention_pixels": ("view attention, r also carrying each view's pixels "
+                                    "(model.r_pixels)", {**ATTENTION, "model.r_pixels": True}),
 }
 
 

@@ -62,7 +62,7 @@ ARCHITECTURE_FIELDS = (
     "model.image_size", "model.representation", "model.r_channels", "model.steps",
     "model.hidden_channels", "model.canvas_channels", "model.latent_channels",
     "model.kernel_size", "model.share_cores", "model.pose_order", "model.pose_rays",
-    "model.view_attention",
+    "model.view_attention", "model.attention_over", "model.r_pixels",
 )
 _MODEL_DEFAULTS = {field.name: field.default
                    for field in dataclasses.fields(config_lib.ModelConfig)}

@@ -16,6 +16,7 @@ from gqn_jax import poses
 
 REPRESENTATIONS = ("pyramid", "tower", "pool")
 CONV_BACKENDS = ("auto", "xla", "explicit_vjp", "im2col")
+ATTENTION_SCOPES = ("views", "cells")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -48,6 +49,13 @@ class ModelConfig:
                                     # encodings, the weights a softmax over views of a learnt
                                     # match between query and view poses (not in the paper,
                                     # whose r is the plain sum).
+  attention_over: Literal["views", "cells"] = "views"  # with view_attention: "cells" adds,
+                                    # for each cell of the query's grid, attention over every
+                                    # cell of every view, matched by pose, cell position and
+                                    # content (ViewAttention's docstring).
+  r_pixels: bool = False            # tower only: each view's r also carries its pixels,
+                                    # 4x4 blocks folded onto r's grid (48 channels), so that the
+                                    # generator can copy what a view close to the query saw.
   conv_backend: Literal["auto", "xla", "explicit_vjp", "im2col"] = "auto"  # layers.choose;
                                     # the generator's and the representation's convolutions.
   scan_unroll: int = 1              # generator steps per scan iteration.
@@ -155,6 +163,13 @@ def model_config(section: Mapping[str, Any]) -> ModelConfig:
            f"must be one of {poses.POSE_ORDERS}, got {cfg.pose_order!r}")
   _require(cfg.conv_backend in CONV_BACKENDS, f"{w}.conv_backend",
            f"must be one of {CONV_BACKENDS}, got {cfg.conv_backend!r}")
+  _require(cfg.attention_over in ATTENTION_SCOPES, f"{w}.attention_over",
+           f"must be one of {ATTENTION_SCOPES}, got {cfg.attention_over!r}")
+  _require(cfg.attention_over == "views" or cfg.view_attention, f"{w}.attention_over",
+           f"{cfg.attention_over!r} needs model.view_attention=True")
+  _require(not cfg.r_pixels or cfg.representation == "tower", f"{w}.r_pixels",
+           f"needs model.representation='tower' (r on the image/4 grid), got "
+           f"{cfg.representation!r}")
   _require(cfg.dtype in DTYPES, f"{w}.dtype", f"must be one of {DTYPES}, got {cfg.dtype!r}")
   _require(cfg.scan_unroll <= cfg.steps, f"{w}.scan_unroll",
            f"cannot exceed steps ({cfg.steps}); got {cfg.scan_unroll}")

@@ -77,9 +77,10 @@ class GQN(nn.Module):
                                          self.config.remat, jnp.dtype(self.config.dtype),
                                          self.config.conv_backend, self.config.pose_rays,
                                          self.config.pose_order,
-                                         keep_views=self.config.view_attention)
+                                         keep_views=self.config.view_attention,
+                                         pixels=self.config.r_pixels)
     if self.config.view_attention:
-      self.attention = ViewAttention()
+      self.attention = ViewAttention(cells=self.config.attention_over == "cells")
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):

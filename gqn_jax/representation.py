@@ -116,6 +116,7 @@ class Representation(nn.Module):
   pose_rays: bool = False
   pose_order: poses.PoseOrder = "sin_cos"
   keep_views: bool = False  # return pack_views(...) for ViewAttention instead of the sum.
+  pixels: bool = False      # append each view's pixels, 4x4 blocks folded onto the grid.
 
   @nn.compact
   def __call__(self, images, context_poses, mask=None):
@@ -127,9 +128,12 @@ class Representation(nn.Module):
       encoder_class = nn.remat(encoder_class)
     encoder = encoder_class(self.r_channels, self.dtype, self.conv_backend, self.pose_rays,
                             self.pose_order, name=self.architecture)
-    encoded = encoder(images.reshape(batch * views, *images.shape[2:]),
+    flat_images = images.reshape(batch * views, *images.shape[2:])
+    encoded = encoder(flat_images,
                       context_poses.reshape(batch * views, context_poses.shape[-1]))
-    encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R]
+    if self.pixels:
+      encoded = jnp.concatenate([encoded, fold_pixels(flat_images, encoded.shape[1])], -1)
+    encoded = encoded.reshape(batch, views, *encoded.shape[1:])  # [B, M, g, g, R (+ 48)]
     if self.keep_views:
       if mask is None:
         mask = jnp.ones((batch, views), bool)
@@ -137,6 +141,15 @@ class Representation(nn.Module):
     if mask is not None:
       encoded = jnp.where(mask[:, :, None, None, None], encoded, 0.0)
     return jnp.sum(encoded, axis=1, dtype=jnp.float32)  # summed in float32 whatever the dtype
+
+
+def fold_pixels(images, grid: int):
+  """[N, H, W, C] -> [N, grid, grid, (H / grid) (W / grid) C]: each grid cell's pixel block as
+  channels."""
+  n, height, width, channels = images.shape
+  block = height // grid
+  blocks = images.reshape(n, grid, block, grid, width // grid, channels)
+  return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(n, grid, grid, -1)
 
 
 def pack_views(encoded, context_poses, mask):
@@ -175,22 +188,57 @@ class ViewAttention(nn.Module):
   layer). The weights sum to 1, so r does not grow with M as the paper's sum does. Reads
   ``pack_views``'s array; padded views get weight 0, and with no view at all r is 0 (as the
   sum over no views).
+
+  With ``cells`` each cell of the query's grid also attends over every cell of every view
+  (keys from the cell's encoding, its view's pose and its position; queries from the query
+  pose and the query cell's position), and that term is added: what a query cell shows may lie
+  at another cell of the view that saw it. The per-view term keeps r's layout from the first
+  step, when the cell attention is still near uniform.
   """
   features: int = 32
+  cells: bool = False
 
   @nn.compact
   def __call__(self, packed, query_pose):  # [B, M, g, g, R + 8], [B, 7] -> [B, g, g, R]
     encoded, view_poses, mask = unpack_views(packed, query_pose.shape[-1])
-
-    def embed(name):
-      hidden = nn.Dense(64, name=f"{name}_hidden")
-      out = nn.Dense(self.features, name=f"{name}_out")
-      return lambda pose: out(nn.relu(hidden(pose)))
-
-    keys = embed("key")(view_poses)       # [B, M, F]
-    query = embed("query")(query_pose)    # [B, F]
+    encoded = encoded.astype(jnp.float32)
+    keys = _mlp(self.features, "key")(view_poses)       # [B, M, F]
+    query = _mlp(self.features, "query")(query_pose)    # [B, F]
     logits = jnp.einsum("bmf,bf->bm", keys, query) / jnp.sqrt(self.features)
-    # A large finite number, not -inf, for padded views: with no real view the softmax is
-    # uniform and the mask zeroes it, and no inf reaches the gradients.
-    weights = jax.nn.softmax(jnp.where(mask, logits, -1e30), axis=1) * mask
-    return jnp.einsum("bm,bmghr->bghr", weights, encoded.astype(jnp.float32))
+    r = jnp.einsum("bm,bmghr->bghr", _masked_softmax(logits, mask), encoded)
+    if self.cells:
+      r = r + self._cell_term(encoded, view_poses, mask, query_pose)
+    return r
+
+  def _cell_term(self, encoded, view_poses, mask, query_pose):
+    batch, views, rows, cols, channels = encoded.shape
+    ys, xs = jnp.meshgrid(jnp.linspace(-1, 1, rows), jnp.linspace(-1, 1, cols), indexing="ij")
+    position = jnp.stack([ys, xs], -1)                  # [g, g, 2]
+    view_cells = jnp.concatenate([
+        encoded,
+        jnp.broadcast_to(view_poses[:, :, None, None], (batch, views, rows, cols,
+                                                         view_poses.shape[-1])),
+        jnp.broadcast_to(position, (batch, views, rows, cols, 2))], -1)
+    query_cells = jnp.concatenate([
+        jnp.broadcast_to(query_pose[:, None, None], (batch, rows, cols, query_pose.shape[-1])),
+        jnp.broadcast_to(position, (batch, rows, cols, 2))], -1)
+    keys = _mlp(self.features, "cell_key")(view_cells).reshape(batch, -1, self.features)
+    query = _mlp(self.features, "cell_query")(query_cells).reshape(batch, -1, self.features)
+    values = nn.Dense(channels, name="cell_value")(encoded).reshape(batch, -1, channels)
+    logits = jnp.einsum("bqf,bkf->bqk", query, keys) / jnp.sqrt(self.features)
+    key_mask = jnp.repeat(mask, rows * cols, axis=1)[:, None, :]        # [B, 1, M g g]
+    weights = _masked_softmax(logits, key_mask)
+    return jnp.einsum("bqk,bkr->bqr", weights, values).reshape(batch, rows, cols, channels)
+
+
+def _mlp(features: int, name: str):
+  hidden = nn.Dense(64, name=f"{name}_hidden")
+  out = nn.Dense(features, name=f"{name}_out")
+  return lambda x: out(nn.relu(hidden(x)))
+
+
+def _masked_softmax(logits, mask):
+  """Softmax over the last axis with masked entries at weight 0. A large finite number, not
+  -inf, for them: with nothing unmasked the softmax is uniform and the mask zeroes it, and no
+  inf reaches the gradients."""
+  return jax.nn.softmax(jnp.where(mask, logits, -1e30), axis=-1) * mask

@@ -35,11 +35,19 @@ def test_paper_config_matches_spec():
     ("pose_order", "xyz", "config.model.pose_order"),
     ("scan_unroll", 13, "config.model.scan_unroll"),
     ("r_channels", 12, "config.model.r_channels"),
+    ("attention_over", "patches", "config.model.attention_over"),
+    ("attention_over", "cells", "needs model.view_attention"),  # the paper sums the views
 ])
 def test_bad_model_values_name_the_field(field, value, message):
   section = dict(paper.get_config().model)
   section[field] = value
   with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.model_config(section)
+
+
+def test_r_pixels_needs_a_grid_r():
+  section = dict(paper.get_config().model, representation="pool", r_pixels=True)
+  with pytest.raises(config_lib.ConfigError, match="config.model.r_pixels"):
     config_lib.model_config(section)
 
 
