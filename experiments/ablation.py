@@ -58,6 +58,9 @@ VARIANTS = {
                                   {**ATTENTION, "model.attention_over": "cells"}),
     "tower_s0.1_attention_pixels": ("view attention, r also carrying each view's pixels "
                                     "(model.r_pixels)", {**ATTENTION, "model.r_pixels": True}),
+    "tower_s0.1_attention_free1": ("view attention, each step's KL free up to 1 nat "
+                                   "(optim.free_nats_per_step=1)",
+                                   {**ATTENTION, "optim.free_nats_per_step": 1.0}),
 }
 
 

@@ -88,6 +88,9 @@ class OptimConfig:
   adam_b2: float = 0.999
   adam_eps: float = 1e-8
   grad_clip_norm: float = 0.0       # 0 disables clipping (the paper does not clip).
+  free_nats_per_step: float = 0.0   # each generator step's KL counts at least this much in the
+                                    # minimised loss (objective.training_loss); 0 is the paper's
+                                    # ELBO. Logged losses are always the ELBO.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +195,8 @@ def optim_config(section: Mapping[str, Any]) -> OptimConfig:
   for name in ("adam_b1", "adam_b2"):
     value = getattr(cfg, name)
     _require(0 <= value < 1, f"{w}.{name}", f"must lie in [0, 1); got {value!r}")
+  _require(cfg.free_nats_per_step >= 0, f"{w}.free_nats_per_step",
+           f"must be >= 0 (0 is the paper's ELBO); got {cfg.free_nats_per_step}")
   _require(cfg.grad_clip_norm >= 0, f"{w}.grad_clip_norm",
            f"must be >= 0 (0 disables clipping); got {cfg.grad_clip_norm}")
   return cfg

@@ -22,6 +22,22 @@ class ElboTerms:
     return self.nll + self.kl
 
 
+def training_loss(terms: ElboTerms, free_nats_per_step: float = 0.0, batch_mean=lambda x: x):
+  """The scalar the optimizer minimises: the batch's mean negative ELBO, where each step's KL
+  (averaged over the batch) counts at least ``free_nats_per_step`` nats ("free bits", Kingma et
+  al. 2016). Below that a step's KL has no gradient, so the posterior may carry that much
+  through every step without cost and no step collapses to the prior. 0 is the ELBO itself.
+
+  ``batch_mean`` turns this device's per-step KL into the whole batch's (a pmean over the data
+  axis), so that which steps are under the floor is decided on the global batch and the
+  gradients averaged over devices are those of the one-device loss."""
+  if not free_nats_per_step:
+    return jnp.mean(terms.loss)
+  kl_per_step = jnp.mean(terms.kl_per_step, axis=0)
+  above = jax.lax.stop_gradient(batch_mean(kl_per_step) > free_nats_per_step)
+  return jnp.mean(terms.nll) + jnp.sum(jnp.where(above, kl_per_step, free_nats_per_step))
+
+
 def gaussian_nll(target, mean, sigma):
   """-log N(target | mean, sigma^2) summed over all but the batch axis; [B, ...] -> [B]."""
   target, mean = target.astype(jnp.float32), mean.astype(jnp.float32)

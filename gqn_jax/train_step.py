@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
+from gqn_jax import objective
 from gqn_jax import parallel
 from gqn_jax import schedules
 from gqn_jax.config import OptimConfig
@@ -110,11 +111,14 @@ def make_train_step(model: GQN, optim_cfg: OptimConfig,
 
     def loss_fn(params):
       terms = model.apply({"params": params}, batch, sigma, noise, method=GQN.elbo_terms)
-      return jnp.mean(terms.loss), terms
+      loss = objective.training_loss(
+          terms, optim_cfg.free_nats_per_step,
+          functools.partial(jax.lax.pmean, axis_name=parallel.DATA_AXIS))
+      return loss, terms
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {
-        "loss": loss,
+        "loss": jnp.mean(terms.loss),  # the negative ELBO, whatever the optimizer minimises
         "nll": jnp.mean(terms.nll),
         "kl": jnp.mean(terms.kl),
         "kl_per_step": jnp.mean(terms.kl_per_step, axis=0),

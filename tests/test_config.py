@@ -58,6 +58,7 @@ def test_unknown_field_is_named():
 
 
 @pytest.mark.parametrize("field,value", [("lr_initial", 0.0), ("sigma_final", -1.0),
+                                         ("free_nats_per_step", -1.0),
                                          ("lr_anneal_steps", 0), ("adam_b2", 1.0),
                                          ("grad_clip_norm", -1.0)])
 def test_bad_optim_values_name_the_field(field, value):

@@ -50,3 +50,50 @@ def test_nll_closed_form(key):
                             / (sigma * math.sqrt(2 * math.pi)))
                   for t, m in zip(np.ravel(target[b]), np.ravel(mean[b]))) for b in range(3)]
   np.testing.assert_allclose(objective.gaussian_nll(target, mean, sigma), expected, rtol=1e-5)
+
+
+def _terms(key, batch=8, steps=4):
+  k = jax.random.split(key, 2)
+  kl_per_step = jnp.exp(jax.random.normal(k[0], (batch, steps)))  # positive, around 1 nat
+  nll = jax.random.normal(k[1], (batch,))
+  return objective.ElboTerms(nll=nll, kl=jnp.sum(kl_per_step, -1), kl_per_step=kl_per_step,
+                             mean=jnp.zeros((batch, 1, 1, 3)))
+
+
+def _loss_of_kl(terms, free_nats, batch_mean=lambda x: x):
+  return lambda kl_per_step: objective.training_loss(
+      terms.replace(kl_per_step=kl_per_step), free_nats, batch_mean)
+
+
+def test_free_nats_floor_each_steps_kl_and_stop_its_gradient_below(key):
+  """0 free nats is the mean negative ELBO; otherwise mean NLL + sum_l max(mean KL_l, floor),
+  whose gradient in KL_l is 1/B for steps above the floor and 0 below."""
+  terms = _terms(key)
+  np.testing.assert_allclose(objective.training_loss(terms), jnp.mean(terms.loss), rtol=1e-6)
+  step_means = jnp.mean(terms.kl_per_step, axis=0)
+  floor = float(jnp.median(step_means))  # some steps above, some below
+  above = step_means > floor
+  assert 0 < int(jnp.sum(above)) < step_means.size
+  np.testing.assert_allclose(objective.training_loss(terms, floor),
+                             jnp.mean(terms.nll) + jnp.sum(jnp.maximum(step_means, floor)),
+                             rtol=1e-6)
+  grad = jax.grad(_loss_of_kl(terms, floor))(terms.kl_per_step)
+  batch = terms.kl_per_step.shape[0]
+  np.testing.assert_allclose(grad, jnp.broadcast_to(above / batch, grad.shape), rtol=1e-6)
+
+
+def test_free_nats_gradients_of_batch_shards_average_to_the_whole_batchs(key):
+  """What the data-parallel step relies on: each shard decides the floor on the whole batch's
+  KL (batch_mean) and differentiates its own terms; the shards' gradients averaged are the
+  whole batch's gradient."""
+  terms = _terms(key)
+  floor = float(jnp.median(jnp.mean(terms.kl_per_step, axis=0)))
+  whole = jax.grad(_loss_of_kl(terms, floor))(terms.kl_per_step)
+  whole_mean = jnp.mean(terms.kl_per_step, axis=0)
+  shards = [jax.tree.map(lambda x, s=s: x[s], terms) for s in (slice(0, 4), slice(4, 8))]
+  per_shard = [jax.grad(_loss_of_kl(shard, floor, lambda _: whole_mean))(shard.kl_per_step)
+               for shard in shards]
+  np.testing.assert_allclose(jnp.concatenate(per_shard) / 2, whole, rtol=1e-6)
+  # Deciding on the shard's own KL instead would not agree in general.
+  own = [jax.grad(_loss_of_kl(shard, floor))(shard.kl_per_step) for shard in shards]
+  assert not np.allclose(jnp.concatenate(own) / 2, whole)
