@@ -117,6 +117,31 @@ def test_nll_matches_torch_distributions():
   torch.testing.assert_close(objective.gaussian_nll(target, mean, 0.7), expected)
 
 
+@pytest.mark.parametrize("free_nats", [0.0, 1.0])
+def test_training_loss_and_its_gradient_match_gqn_jax(free_nats):
+  """Free nats: the same floored loss and the same gradient in each step's KL as gqn_jax's."""
+  from gqn_jax import objective as jax_objective  # pylint: disable=g-import-not-at-top
+  g = torch.Generator().manual_seed(0)
+  kl_per_step = torch.randn(6, 4, generator=g, dtype=torch.float64).exp().requires_grad_()
+  nll = torch.randn(6, generator=g, dtype=torch.float64)
+  terms = objective.ElboTerms(nll=nll, kl=kl_per_step.sum(1), kl_per_step=kl_per_step,
+                              mean=torch.zeros(6, 3, 1, 1, dtype=torch.float64))
+  loss = objective.training_loss(terms, free_nats)
+  loss.backward()
+
+  def jax_loss(kl):
+    jax_terms = jax_objective.ElboTerms(nll=jnp.asarray(nll.numpy()), kl=jnp.sum(kl, 1),
+                                        kl_per_step=kl, mean=jnp.zeros((6, 1, 1, 3)))
+    return jax_objective.training_loss(jax_terms, free_nats)
+
+  kl = jnp.asarray(kl_per_step.detach().numpy(), jnp.float32)
+  np.testing.assert_allclose(loss.item(), float(jax_loss(kl)), rtol=1e-5)
+  np.testing.assert_allclose(kl_per_step.grad.numpy(), np.asarray(jax.grad(jax_loss)(kl)),
+                             rtol=1e-5)
+  if free_nats:  # the floor is active for some steps and not for others
+    assert 0 < int((kl_per_step.grad == 0).sum()) < kl_per_step.numel()
+
+
 # ------------------------------------------------------------------------------ the model
 
 @pytest.mark.parametrize("representation", ["pyramid", "tower", "pool"])

@@ -45,3 +45,14 @@ def gaussian_kl(mean_q, log_scale_q, mean_p, log_scale_p) -> torch.Tensor:
   var_q = torch.exp(2.0 * log_scale_q)
   var_p = torch.exp(2.0 * log_scale_p)
   return log_scale_p - log_scale_q + (var_q + (mean_q - mean_p) ** 2) / (2.0 * var_p) - 0.5
+
+
+def training_loss(terms: ElboTerms, free_nats_per_step: float = 0.0) -> torch.Tensor:
+  """The minimised scalar (gqn_jax.objective.training_loss): the mean negative ELBO, each
+  step's batch-mean KL counted at least ``free_nats_per_step`` and without gradient below."""
+  if not free_nats_per_step:
+    return terms.loss.mean()
+  kl_per_step = terms.kl_per_step.mean(dim=0)
+  floored = torch.where(kl_per_step.detach() > free_nats_per_step, kl_per_step,
+                        torch.full_like(kl_per_step, free_nats_per_step))
+  return terms.nll.mean() + floored.sum()

@@ -15,18 +15,20 @@ from typing import Callable, Mapping
 import torch
 
 from gqn_jax.config import OptimConfig
+from experiments.baselines.torch_gqn import objective
 from experiments.baselines.torch_gqn import schedules
 from experiments.baselines.torch_gqn.model import GQN
 
 Batch = Mapping[str, torch.Tensor]
 
 
-def loss_and_terms(model: GQN, batch: Batch, sigma: torch.Tensor):
-  """Batch mean of the negative ELBO, and the per-scene terms."""
+def loss_and_terms(model: GQN, batch: Batch, sigma: torch.Tensor, free_nats_per_step: float = 0.0):
+  """The minimised loss (the batch's mean negative ELBO, with free nats if asked), and the
+  per-scene terms."""
   terms = model(batch["context_images"], batch["context_poses"], batch["query_pose"],
                 batch["query_image"], sigma, context_mask=batch.get("context_mask"),
                 noise=batch.get("noise"))
-  return terms.loss.mean(), terms
+  return objective.training_loss(terms, free_nats_per_step), terms
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimConfig = OptimConfig()):
@@ -58,12 +60,12 @@ def make_train_step(model: GQN, optim: OptimConfig = OptimConfig(), compile: boo
     for group in optimizer.param_groups:
       group["lr"] = learning_rate
     optimizer.zero_grad(set_to_none=True)
-    loss, terms = loss_fn(model, batch, sigma)
+    loss, terms = loss_fn(model, batch, sigma, optim.free_nats_per_step)
     loss.backward()
     if optim.grad_clip_norm > 0:
       torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip_norm)
     optimizer.step()
-    return {"loss": loss.detach(), "nll": terms.nll.detach().mean(),
+    return {"loss": terms.loss.detach().mean(), "nll": terms.nll.detach().mean(),
             "kl": terms.kl.detach().mean(), "learning_rate": torch.tensor(learning_rate),
             "sigma": sigma}
 
