@@ -17,6 +17,7 @@ from gqn_jax import poses
 REPRESENTATIONS = ("pyramid", "tower", "pool")
 CONV_BACKENDS = ("auto", "xla", "explicit_vjp", "im2col")
 ATTENTION_SCOPES = ("views", "cells")
+PIXEL_BLOCK_CHANNELS = 4 * 4 * 3  # r_pixels: one 4x4 RGB block per cell of the image/4 grid
 DTYPES = ("float32", "bfloat16")
 
 
@@ -65,6 +66,11 @@ class ModelConfig:
                                     # with xla_flags.set_cpu_flags() called before JAX
                                     # starts, as the entry points do (gqn_jax/xla_flags.py).
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32.
+
+  @property
+  def generator_r_channels(self) -> int:
+    """Channels of r as the generator reads it: R, and with r_pixels a 4x4x3 pixel block."""
+    return self.r_channels + PIXEL_BLOCK_CHANNELS * self.r_pixels
 
   @property
   def grid_size(self) -> int:

@@ -31,14 +31,18 @@ MASK = np.array([[True, True, False], [True, False, False]])  # scene 2 has a si
 
 # Every representation with unshared and shared cores, on XLA's own convolution (the fastest to
 # compile), and the default backend ('auto': custom gradients on the CPU) on the paper's default
-# options; view attention (the reference config's) with a spatial and a 1x1 r. Whether the
-# backends agree with each other is gqn_jax's own test; here one is enough per option.
+# options; view attention with a spatial and a 1x1 r, and with the reference config's cell
+# attention and pixels in r. Whether the backends agree with each other is gqn_jax's own test;
+# here one is enough per option.
 OPTIONS = ([(rep, shared, "xla", False) for rep in ("pyramid", "tower", "pool")
             for shared in (False, True)]
            + [("tower", False, "auto", False), ("tower", False, "xla", True),
-              ("pool", True, "xla", True)])
-IDS = [f"{rep}-{'shared' if shared else 'unshared'}-{backend}{'-attention' * attention}"
+              ("pool", True, "xla", True), ("tower", False, "xla", "cells-pixels")])
+IDS = [f"{rep}-{'shared' if shared else 'unshared'}-{backend}"
+       f"{'' if not attention else '-attention' if attention is True else '-' + attention}"
        for rep, shared, backend, attention in OPTIONS]
+LEVERS = {False: {}, True: {"view_attention": True},
+          "cells-pixels": {"view_attention": True, "attention_over": "cells", "r_pixels": True}}
 
 
 def tiny_config(representation, share_cores, conv_backend, view_attention=False):
@@ -46,7 +50,7 @@ def tiny_config(representation, share_cores, conv_backend, view_attention=False)
   return model_config(dict(image_size=16, representation=representation, r_channels=16, steps=3,
                            hidden_channels=8, canvas_channels=6, latent_channels=2,
                            share_cores=share_cores, conv_backend=conv_backend,
-                           view_attention=view_attention))
+                           **LEVERS[view_attention]))
 
 
 def make_inputs(config):

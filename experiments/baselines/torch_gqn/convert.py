@@ -39,7 +39,8 @@ def _core_groups(config: ModelConfig) -> dict[str, tuple[tuple[str, int], ...]]:
   The PyTorch inference core reads [h_e, h_g, down_u(u), down_x(x_q), v, r] and the generation
   core [h_g, z, v, r]; Flax's 'state' group is the leading, step-varying part of each.
   """
-  hidden, latent, r = config.hidden_channels, config.latent_channels, config.r_channels
+  hidden, latent, r = (config.hidden_channels, config.latent_channels,
+                        config.generator_r_channels)
   return {
       "inference_core": (("state", 3 * hidden), ("image", hidden), ("pose", POSE_DIM),
                          ("r", r)),
@@ -81,7 +82,9 @@ def _attention_layers(config: ModelConfig) -> tuple[str, ...]:
   [in, out], PyTorch Linear weights [out, in]."""
   if not config.view_attention:
     return ()
-  return ("key_hidden", "key_out", "query_hidden", "query_out")
+  cells = ("cell_key_hidden", "cell_key_out", "cell_query_hidden", "cell_query_out",
+           "cell_value") if config.attention_over == "cells" else ()
+  return ("key_hidden", "key_out", "query_hidden", "query_out") + cells
 
 
 def _lookup(tree, path):

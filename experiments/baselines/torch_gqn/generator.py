@@ -63,7 +63,7 @@ class Generator(nn.Module):
     super().__init__()
     self.config = config
     hidden, latent, canvas = config.hidden_channels, config.latent_channels, config.canvas_channels
-    r_channels = config.r_channels
+    r_channels = config.generator_r_channels
     k = config.kernel_size
     # Unshared (the paper's default): one of each per step. Shared: a single one, used L times.
     copies = 1 if config.share_cores else config.steps

@@ -30,17 +30,13 @@ class GQN(nn.Module):
     if config.pose_rays:  # it would be a different model, timed or compared as the same one.
       raise ValueError("the PyTorch baseline is the paper's model, with the pose broadcast only; "
                        "config.model.pose_rays=True has no counterpart there")
-    for field, value, paper in (("r_pixels", config.r_pixels, False),
-                                ("attention_over", config.attention_over, "views")):
-      if value != paper:  # ablation levers that the reference config does not use.
-        raise ValueError(f"config.model.{field}={value!r} has no counterpart in the PyTorch "
-                         f"baseline (it has {paper!r})")
     self.config = config
     self.representation = Representation(config.representation, config.r_channels,
-                                         config.image_size)
+                                         config.image_size, pixels=config.r_pixels)
     self.generator = Generator(config)
     if config.view_attention:
-      self.attention = ViewAttention()
+      self.attention = ViewAttention(r_channels=config.generator_r_channels,
+                                     cells=config.attention_over == "cells")
 
   def _compute_dtype(self, like: torch.Tensor):
     """Autocast to bfloat16 in bfloat16 mode; nothing in float32 mode."""

@@ -80,8 +80,10 @@ class Pool(nn.Module):
 class Representation(nn.Module):
   """r = sum over the context views of psi(x_k, v_k); views whose mask is False count 0."""
 
-  def __init__(self, architecture: str = "tower", r_channels: int = 256, image_size: int = 64):
+  def __init__(self, architecture: str = "tower", r_channels: int = 256, image_size: int = 64,
+               pixels: bool = False):
     super().__init__()
+    self.pixels = pixels  # append each view's pixels, 4x4 blocks folded onto the grid
     if architecture == "pyramid":
       self.encoder = Pyramid(r_channels, image_size)
     elif architecture == "tower":
@@ -97,7 +99,10 @@ class Representation(nn.Module):
     ``keep_views`` the views' encodings [B, M, R, g, g] (masked views zero) instead."""
     batch, views = images.shape[:2]
     # All B*M views go through the encoder as one batch.
-    encoded = self.encoder(images.flatten(0, 1), poses.flatten(0, 1))
+    flat_images = images.flatten(0, 1)
+    encoded = self.encoder(flat_images, poses.flatten(0, 1))
+    if self.pixels:
+      encoded = torch.cat([encoded, fold_pixels(flat_images, encoded.shape[-1])], dim=1)
     encoded = encoded.unflatten(0, (batch, views))          # [B, M, R, g, g]
     if mask is not None:
       # where, not multiply: a non-finite padded view must not leak into r.
@@ -105,21 +110,69 @@ class Representation(nn.Module):
     return encoded if keep_views else encoded.sum(dim=1)
 
 
+def fold_pixels(images: torch.Tensor, grid: int) -> torch.Tensor:
+  """[N, C, H, W] -> [N, (H / grid) (W / grid) C, grid, grid], channels ordered (row, column,
+  colour) within each block as gqn_jax.representation.fold_pixels orders them."""
+  n, channels, height, width = images.shape
+  blocks = images.reshape(n, channels, grid, height // grid, grid, width // grid)
+  return blocks.permute(0, 3, 5, 1, 2, 4).reshape(n, -1, grid, grid)
+
+
+def _mlp(inputs: int, hidden: int, features: int):
+  return nn.Linear(inputs, hidden), nn.Linear(hidden, features)
+
+
+def _masked_softmax(logits, mask):
+  logits = torch.where(mask, logits, torch.full_like(logits, -1e30))
+  return torch.softmax(logits, dim=-1) * mask
+
+
 class ViewAttention(nn.Module):
   """r for one query: the views' encodings weighted by softmax_m <q(v_query), k(v_m)>, q and k
-  two-layer MLPs of the poses (gqn_jax.representation.ViewAttention)."""
+  two-layer MLPs of the poses; with ``cells`` plus each query cell's attention over every cell
+  of every view (gqn_jax.representation.ViewAttention)."""
 
-  def __init__(self, pose_dim: int = 7, hidden: int = 64, features: int = 32):
+  def __init__(self, pose_dim: int = 7, hidden: int = 64, features: int = 32,
+               r_channels: int = 256, cells: bool = False):
     super().__init__()
-    self.features = features
-    self.key_hidden, self.key_out = nn.Linear(pose_dim, hidden), nn.Linear(hidden, features)
-    self.query_hidden, self.query_out = nn.Linear(pose_dim, hidden), nn.Linear(hidden, features)
+    self.features, self.cells = features, cells
+    self.key_hidden, self.key_out = _mlp(pose_dim, hidden, features)
+    self.query_hidden, self.query_out = _mlp(pose_dim, hidden, features)
+    if cells:
+      self.cell_key_hidden, self.cell_key_out = _mlp(r_channels + pose_dim + 2, hidden, features)
+      self.cell_query_hidden, self.cell_query_out = _mlp(pose_dim + 2, hidden, features)
+      self.cell_value = nn.Linear(r_channels, r_channels)
 
   def forward(self, encoded, poses, mask, query_pose):
     """[B, M, R, g, g], [B, M, 7], [B, M] bool, [B, 7] -> [B, R, g, g]."""
     keys = self.key_out(F.relu(self.key_hidden(poses)))                    # [B, M, F]
     query = self.query_out(F.relu(self.query_hidden(query_pose)))          # [B, F]
     logits = torch.einsum("bmf,bf->bm", keys, query) / self.features ** 0.5
-    logits = torch.where(mask, logits, torch.full_like(logits, -1e30))
-    weights = torch.softmax(logits, dim=1) * mask
-    return torch.einsum("bm,bmrgh->brgh", weights.to(encoded.dtype), encoded)
+    weights = _masked_softmax(logits, mask)
+    r = torch.einsum("bm,bmrgh->brgh", weights.to(encoded.dtype), encoded)
+    if self.cells:
+      r = r + self._cell_term(encoded, poses, mask, query_pose)
+    return r
+
+  def _cell_term(self, encoded, poses, mask, query_pose):
+    batch, views, channels, rows, cols = encoded.shape
+    cells = encoded.permute(0, 1, 3, 4, 2)                                # [B, M, g, g, R]
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, rows, device=encoded.device),
+                            torch.linspace(-1, 1, cols, device=encoded.device), indexing="ij")
+    position = torch.stack([ys, xs], -1).to(cells.dtype)                   # [g, g, 2]
+    view_cells = torch.cat([
+        cells, poses[:, :, None, None].to(cells.dtype).expand(-1, -1, rows, cols, -1),
+        position.expand(batch, views, -1, -1, -1)], -1)
+    query_cells = torch.cat([
+        query_pose[:, None, None].to(cells.dtype).expand(-1, rows, cols, -1),
+        position.expand(batch, -1, -1, -1)], -1)
+    keys = self.cell_key_out(F.relu(self.cell_key_hidden(view_cells))).reshape(batch, -1,
+                                                                              self.features)
+    query = self.cell_query_out(F.relu(self.cell_query_hidden(query_cells))).reshape(
+        batch, -1, self.features)
+    values = self.cell_value(cells).reshape(batch, -1, channels)
+    logits = torch.einsum("bqf,bkf->bqk", query, keys) / self.features ** 0.5
+    key_mask = mask.repeat_interleave(rows * cols, dim=1)[:, None, :]
+    weights = _masked_softmax(logits, key_mask)
+    term = torch.einsum("bqk,bkr->bqr", weights.to(values.dtype), values)
+    return term.reshape(batch, rows, cols, channels).permute(0, 3, 1, 2)
