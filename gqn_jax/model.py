@@ -10,7 +10,7 @@ Three modes, all pure functions of (params, inputs, rng):
   evaluation and the figures do.
 
 With ``config.view_attention`` r is every context view's encoding with its pose and mask
-([B, M, g, g, R + 8], ``representation.pack_views``), and ``render`` weights the views for each
+([B, M, g, g, C + 8], ``representation.pack_views``; C is R, plus 48 with ``r_pixels``), and ``render`` weights the views for each
 query pose (``representation.ViewAttention``) before the generator sees them.
 
 Latent noise comes from the ``'sample'`` rng stream, or is passed in as ``noise``
@@ -84,8 +84,8 @@ class GQN(nn.Module):
     self.generator = Generator(self.config)
 
   def represent(self, context_images, context_poses, context_mask=None):
-    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, R] ([B, M, g, g, R + 8] with
-    view_attention)."""
+    """[B, M, H, W, 3], [B, M, 7], [B, M] -> r [B, g, g, C] ([B, M, g, g, C + 8] with
+    view_attention), C = config.generator_r_channels."""
     return self.representation(context_images, context_poses, context_mask)
 
   def render(self, r, query_pose, noise=None):

@@ -53,8 +53,9 @@ class Pretrained:
     object.__setattr__(self, "inference", Inference(self.config, self.params))
 
   def represent(self, context_frames, context_cameras) -> jax.Array:
-    """The scene representation r [B, g, g, R] (or [g, g, R] for one scene); with
-    view_attention every view's encoding, [B, M, g, g, R + 8] (or [M, g, g, R + 8])."""
+    """The scene representation r [B, g, g, C] (or [g, g, C] for one scene); with
+    view_attention every view's encoding, [B, M, g, g, C + 8] (or [M, g, g, C + 8]); C is
+    config.generator_r_channels (R, plus 48 with r_pixels)."""
     images, pose, single = context_inputs(self.config, context_frames, context_cameras)
     r = self.inference.represent(images, pose)
     return r[0] if single else r

@@ -121,7 +121,7 @@ class Representation(nn.Module):
   @nn.compact
   def __call__(self, images, context_poses, mask=None):
     """images [B, M, H, W, 3], context_poses [B, M, 7], mask [B, M] (bool) -> r [B, g, g, R]
-    (with ``keep_views``: [B, M, g, g, R + 8])."""
+    (with ``keep_views``: [B, M, g, g, R + 8], or R + 56 with ``pixels``)."""
     batch, views = images.shape[:2]
     encoder_class = ENCODERS[self.architecture]
     if self.remat:

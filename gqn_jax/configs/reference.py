@@ -35,7 +35,14 @@ def get_config() -> ml_collections.ConfigDict:
       # query's, where the paper sums them: the one lever of the ablation that made the
       # prediction depend on the query pose and pass 16 dB at K views (row
       # tower_s0.1_attention against tower_s0.1).
-      view_attention=True)
+      view_attention=True,
+      # Each query cell also attends over every cell of every view, and each view's r carries
+      # its pixels (4x4 blocks on r's grid), so that the generator can take what a query cell
+      # shows from wherever a view saw it. In 1,500-step ablation rows each scored within the
+      # noise (tower_s0.1_cell_attention, tower_s0.1_attention_pixels); together, over a whole
+      # run, they lifted the prediction at every M (the model card's curve against the run
+      # without them).
+      attention_over="cells", r_pixels=True)
   config.optim.update(
       # sigma_final 0.1, not 0.7: at 0.7 an object's pixels weigh a few nats against the KL and
       # the model encodes little of the target (ablation, experiments/results/ablation.md: the
