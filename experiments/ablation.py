@@ -63,6 +63,10 @@ VARIANTS = {
     "tower_s0.1_attention_free1": ("view attention, each step's KL free up to 1 nat "
                                    "(optim.free_nats_per_step=1)",
                                    {**ATTENTION, "optim.free_nats_per_step": 1.0}),
+    # The reference config as it is (view and cell attention, pixels in r), and with free nats.
+    "reference": ("the reference config as it is (view and cell attention, pixels in r)", {}),
+    "reference_free1": ("each step's KL free up to 1 nat (optim.free_nats_per_step=1)",
+                        {"optim.free_nats_per_step": 1.0}),
 }
 
 
