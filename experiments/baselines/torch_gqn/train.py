@@ -22,7 +22,8 @@ from experiments.baselines.torch_gqn.model import GQN
 Batch = Mapping[str, torch.Tensor]
 
 
-def loss_and_terms(model: GQN, batch: Batch, sigma: torch.Tensor, free_nats_per_step: float = 0.0):
+def loss_and_terms(model: GQN, batch: Batch, sigma: torch.Tensor,
+                   free_nats_per_step: float = 0.0):
   """The minimised loss (the batch's mean negative ELBO, with free nats if asked), and the
   per-scene terms."""
   terms = model(batch["context_images"], batch["context_poses"], batch["query_pose"],
