@@ -21,6 +21,7 @@ import warnings
 from absl import flags
 import numpy as np
 
+from gqn_jax import allocator
 from gqn_jax import cli
 from gqn_jax import extras
 
@@ -299,6 +300,8 @@ def main(argv, flag_values=FLAGS) -> None:
 
 def run():
   """Console-script entry point (``gqn-probe``)."""
+  # CPU-only hosts, before JAX starts: tcmalloc (gqn_jax/allocator.py says why).
+  allocator.use_tcmalloc()
   define_flags()
   cli.run(main, __name__)
 

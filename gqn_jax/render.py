@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from etils import epath
 
+from gqn_jax import allocator
 from gqn_jax import cli
 from gqn_jax import figures
 
@@ -103,6 +104,8 @@ def main(argv):
 
 def run():
   """Console-script entry point (``gqn-render``)."""
+  # CPU-only hosts, before JAX starts: tcmalloc (gqn_jax/allocator.py says why).
+  allocator.use_tcmalloc()
   define_flags()
   cli.run(main, __name__)  # --help lists this module's flags (gqn_jax/cli.py).
 
