@@ -73,13 +73,15 @@ def score(workdir: pathlib.Path, step: int, num_scenes: int, available: bool) ->
   return json.loads(output.read_text(encoding="utf-8"))
 
 
-def row(step: int, results: dict, seconds) -> str:
-  minutes = "-" if seconds is None else f"{seconds / 60:.1f}"
+def row(step: int, results: dict, times) -> str:
+  """One table row; ``times`` is training_seconds' answer (None: no logged rates)."""
+  minutes = "-"
+  if times is not None and step <= times[0][-1]:
+    minutes = f"{float(np.interp(step, times[0], times[1])) / 60:.1f}"
   return f"| {step:,} | {minutes} | {ablation.summary_cells(results)} |"
 
 
-def table(workdir: pathlib.Path, scored: dict[int, dict], preface: str = "") -> str:
-  times = training_seconds(workdir)
+def table(workdir: pathlib.Path, scored: dict[int, dict], times, preface: str = "") -> str:
   any_results = next(iter(scored.values()))
   k = any_results["results"][-1]["context_views"]
   lines = [preface, ""] if preface else []
@@ -92,10 +94,7 @@ def table(workdir: pathlib.Path, scored: dict[int, dict], preface: str = "") -> 
            f"model that ignores the pose scores the same); posterior PSNR and KL at K views.",
            "", f"| step | training min | {ablation.SUMMARY_HEADER} |", "|---" * 10 + "|"]
   for step, results in sorted(scored.items()):
-    seconds = None
-    if times is not None and step <= times[0][-1]:
-      seconds = float(np.interp(step, times[0], times[1]))
-    lines.append(row(step, results, seconds))
+    lines.append(row(step, results, times))
   return "\n".join(lines) + "\n"
 
 
@@ -120,12 +119,13 @@ def main(argv=None) -> None:
   # Steps scored before (whose checkpoints may have been rotated away) stay in the curve.
   kept = {int(p.stem.split("_")[1]) for p in (workdir / "curve").glob("step_*.json")}
   scored = {}
+  times = training_seconds(workdir)
   for step in sorted(set(steps) | kept):
     scored[step] = score(workdir, step, args.num_scenes, step in available)
-    print(row(step, scored[step], None), flush=True)
+    print(row(step, scored[step], times), flush=True)
   output = args.output or workdir / "curve" / "curve.md"
   output.parent.mkdir(parents=True, exist_ok=True)
-  output.write_text(table(workdir, scored, args.preface), encoding="utf-8")
+  output.write_text(table(workdir, scored, times, args.preface), encoding="utf-8")
   print(f"wrote {output}")
 
 

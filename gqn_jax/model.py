@@ -10,8 +10,9 @@ Three modes, all pure functions of (params, inputs, rng):
   evaluation and the figures do.
 
 With ``config.view_attention`` r is every context view's encoding with its pose and mask
-([B, M, g, g, C + 8], ``representation.pack_views``; C is R, plus 48 with ``r_pixels``), and ``render`` weights the views for each
-query pose (``representation.ViewAttention``) before the generator sees them.
+([B, M, g, g, C + 8], ``representation.pack_views``; C is R, plus 48 with ``r_pixels``), and
+``render`` weights the views for each query pose (``representation.ViewAttention``) before the
+generator sees them.
 
 Latent noise comes from the ``'sample'`` rng stream, or is passed in as ``noise``
 [B, L, G, G, Z] (``latent_noise``: each scene's noise depends on the scene's index, not on how
