@@ -111,7 +111,10 @@ def run_variant(name: str, args, published: dict[str, dict]) -> dict:
     record = json.loads(record_path.read_text(encoding="utf-8"))
     if _measured(record, args):
       return record
+  # Every row annealed the learning rate over 8k steps (the reference run's length when the
+  # rows ran), whatever the reference config's run length is now.
   fields = {"train.num_steps": args.steps, "optim.sigma_anneal_steps": args.sigma_anneal_steps,
+            "optim.lr_anneal_steps": 8_000,
             "train.eval_every_steps": 0, "train.image_every_steps": args.steps,
             "train.checkpoint_every_steps": 500, "train.progress_bar": False, **fields}
   python = sys.executable
