@@ -13,7 +13,7 @@ APT_PACKAGES := libosmesa6 libgl1 libegl1 libtcmalloc-minimal4
 # not leave one core idle at the end. PYTEST_FLAGS= runs serially.
 PYTEST_FLAGS ?= -n 2 --dist worksteal
 
-.PHONY: setup system-packages test test-fast demo reference bench bench-reference bench-memory bench-activations bench-convs \
+.PHONY: setup system-packages test test-fast demo reference bench bench-reference profile-reference bench-memory bench-activations bench-convs \
 	bench-b36 bench-bf16 bench-gpu bench-generate bench-input summary \
 	contact-sheets tfds-generated figures clean
 
@@ -103,6 +103,9 @@ bench-gpu: setup
 # steps are short, so the median of 15 is cheap and steadier than the default 3.
 bench-reference: setup
 	$(PY) -m experiments.benchmark --suite=reference --warmup_steps=3 --timed_steps=15
+
+profile-reference: setup
+	$(PY) -m experiments.profile_step
 
 bench-generate: setup
 	$(PY) -m experiments.benchmark_generate

@@ -43,7 +43,7 @@ SMALL = dict(image_size=32, representation="pool", r_channels=128, steps=6, hidd
              canvas_channels=64)
 
 
-def _reference_model() -> dict:
+def reference_model() -> dict:
   """The reference model's architecture (gqn_jax/configs/reference.py), less its data fields."""
   from gqn_jax.configs import reference  # pylint: disable=g-import-not-at-top
   return reference.get_config().model.to_dict()
@@ -97,15 +97,15 @@ SUITES = {
     # The reference model's step (`make bench-reference`): the one a 2-core user trains, at its
     # batch, against the PyTorch baseline, and the step's speed options.
     "reference": [
-        Case("reference", _reference_model(), batch=16),
+        Case("reference", reference_model(), batch=16),
         # XLA's default CPU convolutions (YNNPACK), which the entry points switch off.
-        Case("reference-ynn-convs", _reference_model(), batch=16, impls=("gqn_jax",),
+        Case("reference-ynn-convs", reference_model(), batch=16, impls=("gqn_jax",),
              flops=False, ynn_convolutions=True),
-        Case("reference-explicit-vjp", {**_reference_model(), "conv_backend": "explicit_vjp"},
+        Case("reference-explicit-vjp", {**reference_model(), "conv_backend": "explicit_vjp"},
              batch=16, impls=("gqn_jax",), flops=False),
-        Case("reference-unroll-2", {**_reference_model(), "scan_unroll": 2}, batch=16,
+        Case("reference-unroll-2", {**reference_model(), "scan_unroll": 2}, batch=16,
              impls=("gqn_jax",), flops=False),
-        Case("reference-bf16", {**_reference_model(), "dtype": "bfloat16"}, batch=16,
+        Case("reference-bf16", {**reference_model(), "dtype": "bfloat16"}, batch=16,
              flops=False),
     ],
     "smoke": [
@@ -130,6 +130,34 @@ def require_jax_gpu():
         f"`make bench-gpu` (or `.venv/bin/pip install 'jax[cuda12]=={jax.__version__}'`)")
 
 
+def compiled_jax_step(model: dict, batch_size: int, context_views: int) -> dict:
+  """gqn_jax's train step at a model (``ModelConfig`` fields over the paper's) and batch, as
+  training runs it on one device, compiled, with random inputs: {compiled, state, batch, key,
+  compile_s, model_cfg, optim_cfg, mesh}."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gqn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from gqn_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
+  from gqn_jax.model import GQN, dummy_batch  # pylint: disable=g-import-not-at-top
+
+  model_cfg = config_lib.model_config(dataclasses.asdict(ModelConfig()) | model)
+  optim_cfg = config_lib.OptimConfig()
+  gqn = GQN(model_cfg)
+  state = ts.create_train_state(gqn, optim_cfg, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {name: jax.numpy.asarray(rng.random(x.shape, dtype=np.float32) if x.dtype != bool
+                                   else np.ones(x.shape, bool))
+           for name, x in dummy_batch(model_cfg, batch_size, context_views).items()}
+  mesh = parallel.data_mesh(jax.devices()[:1])  # the program training runs, on one device.
+  key = jax.random.key(1)
+  start = time.perf_counter()
+  compiled = ts.make_train_step(gqn, optim_cfg, mesh).lower(state, batch, key).compile()
+  return {"compiled": compiled, "state": state, "batch": batch, "key": key,
+          "compile_s": time.perf_counter() - start, "model_cfg": model_cfg,
+          "optim_cfg": optim_cfg, "mesh": mesh}
+
+
 def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   """Compiles and times gqn_jax's jitted train step (meant for a process of its own)."""
   if case.ynn_convolutions:  # before JAX starts its backend, which reads XLA_FLAGS once
@@ -140,27 +168,14 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   if case.device == "gpu":
     require_jax_gpu()
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from gqn_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from gqn_jax import parallel  # pylint: disable=g-import-not-at-top
   from gqn_jax import train_step as ts  # pylint: disable=g-import-not-at-top
-  from gqn_jax.model import GQN, dummy_batch  # pylint: disable=g-import-not-at-top
+  from gqn_jax.model import GQN  # pylint: disable=g-import-not-at-top
 
-  model_cfg = config_lib.model_config(dataclasses.asdict(ModelConfig()) | case.model)
-  optim_cfg = config_lib.OptimConfig()
-  model = GQN(model_cfg)
-  state = ts.create_train_state(model, optim_cfg, jax.random.key(0))
-  rng = np.random.default_rng(0)
-  batch = {name: jax.numpy.asarray(rng.random(x.shape, dtype=np.float32) if x.dtype != bool
-                                   else np.ones(x.shape, bool))
-           for name, x in dummy_batch(model_cfg, case.batch, case.context_views).items()}
-  mesh = parallel.data_mesh(jax.devices()[:1])  # the program training runs, on one device.
-  step = ts.make_train_step(model, optim_cfg, mesh)
-  key = jax.random.key(1)
-  start = time.perf_counter()
-  compiled = step.lower(state, batch, key).compile()
-  compile_s = time.perf_counter() - start
-  record = {"compile_s": compile_s, "parameters": int(sum(x.size for x in
-                                                          jax.tree.leaves(state.params)))}
+  built = compiled_jax_step(case.model, case.batch, case.context_views)
+  compiled, state, batch, key = built["compiled"], built["state"], built["batch"], built["key"]
+  model_cfg = built["model_cfg"]
+  record = {"compile_s": built["compile_s"], "parameters": int(sum(
+      x.size for x in jax.tree.leaves(state.params)))}
   if not case.compile_only:
     holder = [state]
 
@@ -176,7 +191,7 @@ def measure_jax(case: Case, warmup_steps: int, timed_steps: int) -> dict:
   record["device_peak_mem_mib"] = harness.device_peak_mib(jax.local_devices()[0])
   if case.flops:
     unrolled = GQN(dataclasses.replace(model_cfg, scan_unroll=model_cfg.steps))
-    cost = ts.make_train_step(unrolled, optim_cfg, mesh).lower(
+    cost = ts.make_train_step(unrolled, built["optim_cfg"], built["mesh"]).lower(
         holder[0] if not case.compile_only else state, batch, key).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     record["flops_per_step"] = float(cost["flops"])

@@ -109,3 +109,47 @@ def test_table_gains_a_device_memory_column_only_when_a_record_has_one():
     assert {row.count("|") - 1 for row in rows} == {columns}
     if peaks[0]:
       assert rows[2].endswith("| 40000 |") and rows[3].endswith("| 30000 |")
+
+
+def test_profile_sorts_each_compiled_operation_by_what_it_computes():
+  """experiments/profile_step.py: its kinds of a compiled module's operations follow the
+  operations inside them (a dot, XLA's convolution, arithmetic, pure data movement)."""
+  import jax
+  import jax.numpy as jnp
+  from experiments import profile_step
+
+  def program(a, b, image, kernel):
+    matmul = a @ b
+    conv = jax.lax.conv_general_dilated(image, kernel, (1, 1), "SAME")
+    moved = jnp.concatenate([a.T, b], axis=1).T
+    return matmul, conv, moved, jnp.exp(a) * 3.0
+
+  args = (jnp.ones((64, 64)), jnp.ones((64, 64)), jnp.ones((1, 4, 16, 16)), jnp.ones((8, 4, 3, 3)))
+  text = jax.jit(program).lower(*args).compile().as_text()
+  kinds = profile_step.hlo_kinds(text)
+  matmuls = [op for kind, op in kinds.values() if kind == "matmul"]
+  assert matmuls and all(op.endswith("dot_general") for op in matmuls)
+  assert any(kind == "convolution" for kind, _ in kinds.values())
+  assert any(op.endswith(("exp", "mul")) for kind, op in kinds.values()
+             if kind == "elementwise and reductions")
+  # The concatenation and transposes copy numbers and compute none.
+  assert {kind for kind, op in kinds.values() if op.endswith(("concatenate", "transpose"))} == {
+      "data movement"}
+
+
+@pytest.mark.slow
+def test_profile_of_a_small_step_accounts_for_its_matmuls(tmp_path):
+  """The profile of a small model's train step records operations of each kind the step has,
+  the matmuls among them, and writes its table."""
+  output = tmp_path / "profile.json"
+  from experiments import profile_step
+  result = profile_step.profile(dict(image_size=16, r_channels=16, steps=2, hidden_channels=8,
+                                     canvas_channels=8, latent_channels=2),
+                                batch_size=2, context_views=2, timed_steps=2, profiled_steps=2,
+                                top=5)
+  kinds = {k["kind"]: k for k in result["kinds"]}
+  assert kinds["matmul"]["s_per_step"] > 0 and kinds["matmul"]["ops_per_step"] > 0
+  assert result["recorded_s_per_step"] == pytest.approx(sum(k["s_per_step"] for k in kinds.values()))
+  assert len(result["top_ops"]) == 5
+  table = profile_step.table(result, "test machine")
+  assert "| matmul |" in table
