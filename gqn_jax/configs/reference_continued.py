@@ -3,7 +3,7 @@ r"""The reference model, trained on from the shipped weights for as many steps a
   python -m gqn_jax.train --config=gqn_jax/configs/reference_continued.py \
       --workdir=runs/reference_continued
 
-Goes on from the shipped model's parameters (pretrained/rooms_ring_camera_32px, 8,000 steps of
+Goes on from the shipped model's parameters (pretrained/rooms_ring_camera_32px, a full run of
 gqn_jax/configs/reference.py; config.train.init_from) with the same model and data, at the
 paper's learning rate instead of the short run's anneal: in the paper the rate is still above
 4.5e-4 at 100k steps. The optimizer starts afresh, so the rate first ramps up from the value
