@@ -6,9 +6,10 @@ r"""The second reference model: generated Shepard-Metzler objects of 7 parts, on
 
 The rooms reference recipe (gqn_jax/configs/reference.py: 32 px, a tower r of 64 channels
 plus each view's pixels, weighted over views and cells for each query; L = 6 unshared cores of
-32 channels, batch 16, sigma_final 0.1, at least 1 nat of KL per generator step),
-with the deviations below. The model card (pretrained/shepard_metzler_7_parts_32px/MODEL_CARD.md)
-lists every deviation from the paper, the data and the measured wall time.
+32 channels, batch 16, sigma_final 0.1, at least 1 nat of KL per generator step; 14k steps
+with the learning rate annealed over them), with the deviations below. The model card
+(pretrained/shepard_metzler_7_parts_32px/MODEL_CARD.md) lists every deviation from the paper,
+the data and the measured wall time.
 """
 
 import ml_collections
@@ -23,11 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
       # training curves (pretrained/rooms_ring_camera_32px/tensorboard, train/kl) the KL stays
       # near zero until sigma falls below about 0.8, so a shorter anneal leaves more of a short
       # run to learning the latents.
-      sigma_anneal_steps=2_000,
-      # The shipped model's run: 8k steps, trained beside the rooms reference run on the same
-      # 2 cores (about one core each), the learning rate annealed over the run.
-      lr_anneal_steps=8_000)
-  config.train.update(num_steps=8_000)
+      sigma_anneal_steps=2_000)
   config.data.update(
       # K = 5 context views at most, as for the rooms reference, instead of the released
       # datasets' 14: each step encodes up to 6 frames instead of 15, and the evaluation's
