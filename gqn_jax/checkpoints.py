@@ -14,7 +14,9 @@ three items per step:
 Saves are asynchronous (the arrays are copied to host before ``save`` returns, so the next
 step may donate them); an interrupted save leaves only a temporary directory, which the next
 run deletes, so the latest *complete* step is always the one restored. The last
-``max_to_keep`` steps are kept, and, with ``keep_best``, the step of lowest eval loss.
+``max_to_keep`` steps are kept, with ``keep_best`` the step of lowest eval loss, and with
+``keep_every`` each step that is a multiple of it (a run's curve against training time is
+scored from those, experiments/held_out_curve.py).
 
 Faults (docs/faults.md): a step that cannot be read back (truncated or flipped files) is named
 with the reason, moved to ``<workdir>/corrupt_checkpoints/<step>`` and the next older step is
@@ -265,9 +267,11 @@ class Checkpointer:
   """The checkpoints of one workdir: an orbax CheckpointManager and the rules above."""
 
   def __init__(self, workdir, *, max_to_keep: int = 3, keep_best: bool = False,
-               async_save: bool = True, read_only: bool = False):
+               keep_every: int = 0, async_save: bool = True, read_only: bool = False):
     if max_to_keep < 1:
       raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}")
+    if keep_every < 0:
+      raise ValueError(f"keep_every must be >= 0 (0: none), got {keep_every}")
     self.workdir = _absolute(workdir)
     self.directory = self.workdir / CHECKPOINT_DIR
     self._saving = None   # the step of the save in flight, to name it if it fails.
@@ -284,6 +288,8 @@ class Checkpointer:
       policies.append(preservation.BestN(
           get_metric_fn=lambda metrics: metrics[EVAL_METRIC], reverse=True, n=1,
           keep_checkpoints_without_metrics=False))
+    if keep_every:
+      policies.append(preservation.EveryNSteps(interval_steps=keep_every))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=None if read_only else preservation.AnyPreservationPolicy(policies),
         enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only,

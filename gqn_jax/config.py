@@ -113,7 +113,8 @@ class TrainConfig:
   log_every_steps: int = 100        # mean train metrics to TensorBoard.
   checkpoint_every_steps: int = 1_000
   keep_checkpoints: int = 3         # the last this many checkpoints are kept...
-  keep_best_checkpoint: bool = True  # ...and the one of lowest eval loss.
+  keep_best_checkpoint: bool = True  # ...and the one of lowest eval loss...
+  keep_checkpoint_every_steps: int = 0  # ...and every step that is a multiple of this (0: none).
   eval_every_steps: int = 5_000     # 0: never.
   eval_batches: int = 8             # test batches per evaluation.
   eval_batch_size: int = 0          # 0: batch_size (train_config fills it in).
@@ -213,7 +214,8 @@ def train_config(section: Mapping[str, Any]) -> TrainConfig:
   cfg = _build(TrainConfig, section, "config.train")
   positive = ("batch_size", "num_steps", "log_every_steps", "checkpoint_every_steps",
               "keep_checkpoints", "eval_batches", "image_scenes", "prior_samples")
-  for name in positive + ("eval_every_steps", "image_every_steps", "eval_batch_size", "seed"):
+  for name in positive + ("eval_every_steps", "image_every_steps", "eval_batch_size", "seed",
+                          "keep_checkpoint_every_steps"):
     value, least = getattr(cfg, name), 1 if name in positive else 0
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
       kind = "positive" if least else "non-negative"

@@ -239,7 +239,8 @@ def train_and_evaluate(config, workdir, data: Data | None = None) -> dict[str, A
     data = data or make_data(train_cfg, data_cfg, model_cfg)
     loop = _Loop(config, workdir, train_cfg, model, mesh, data)
     checkpointer = checkpoints.Checkpointer(workdir, max_to_keep=train_cfg.keep_checkpoints,
-                                            keep_best=train_cfg.keep_best_checkpoint)
+                                            keep_best=train_cfg.keep_best_checkpoint,
+                                            keep_every=train_cfg.keep_checkpoint_every_steps)
     try:
       with _sigterm_requests_a_stop() as sigterm:
         return _run(loop, checkpointer, optim_cfg, sigterm)

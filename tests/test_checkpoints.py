@@ -105,7 +105,7 @@ def test_clipping_on_or_off_must_match(tmp_path):
   checkpointer.close()
 
 
-def test_keeps_the_last_k_and_the_best(tmp_path):
+def test_keeps_the_last_k_the_best_and_every_nth(tmp_path):
   config = _train_tiny_config.get_config()
   history = [(1, None), (2, 10.0), (3, None), (4, 30.0), (5, None), (6, 20.0)]
   checkpointer, _ = _save(tmp_path, config, history, max_to_keep=2, keep_best=True)
@@ -113,6 +113,12 @@ def test_keeps_the_last_k_and_the_best(tmp_path):
   checkpointer.close()
   checkpointer, _ = _save(tmp_path / "no_best", config, history, max_to_keep=2)
   assert sorted(checkpointer.all_steps()) == [5, 6]
+  checkpointer.close()
+  checkpointer, _ = _save(tmp_path / "every_2", config, history, max_to_keep=1, keep_every=2)
+  assert sorted(checkpointer.all_steps()) == [2, 4, 6]  # the multiples of 2, and the last.
+  checkpointer.close()
+  checkpointer, _ = _save(tmp_path / "every_4", config, history, max_to_keep=1, keep_every=4)
+  assert sorted(checkpointer.all_steps()) == [4, 6]
   checkpointer.close()
 
 

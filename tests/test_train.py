@@ -144,6 +144,9 @@ def test_train_config_defaults_and_errors():
   with pytest.raises(config_lib.ConfigError,
                      match="config.train.checkpoint_every_steps must be a positive"):
     config_lib.train_config(config.train)
+  with pytest.raises(config_lib.ConfigError,
+                     match="config.train.keep_checkpoint_every_steps must be a non-negative"):
+    config_lib.train_config({"keep_checkpoint_every_steps": -1})
 
 
 def test_scene_grid_layout():
